@@ -19,8 +19,8 @@ import (
 
 // WriteFile atomically replaces path with data.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
-	return WriteWith(path, perm, func(w io.Writer) error {
-		_, err := w.Write(data)
+	return replace(path, perm, func(f *os.File) error {
+		_, err := f.Write(data)
 		return err
 	})
 }
@@ -28,6 +28,20 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // WriteWith atomically replaces path with what write writes, buffered. If
 // write fails, path is untouched.
 func WriteWith(path string, perm os.FileMode, write func(io.Writer) error) error {
+	return replace(path, perm, func(f *os.File) error {
+		// 64 KiB: big enough for few syscalls on large files, small
+		// enough not to matter in the shim, which writes small files.
+		bw := bufio.NewWriterSize(f, 64<<10)
+		if err := write(bw); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+}
+
+// replace writes a temp file in path's directory with fill, fsyncs it and
+// renames it over path.
+func replace(path string, perm os.FileMode, fill func(*os.File) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -35,12 +49,7 @@ func WriteWith(path string, perm os.FileMode, write func(io.Writer) error) error
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // no-op after a successful rename
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err := write(bw); err != nil {
-		f.Close()
-		return err
-	}
-	if err := bw.Flush(); err != nil {
+	if err := fill(f); err != nil {
 		f.Close()
 		return err
 	}

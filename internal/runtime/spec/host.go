@@ -36,6 +36,9 @@ type host struct {
 	// sysctls holds the sysctls that exist on the host, of those Generate
 	// may add by default.
 	sysctls map[string]bool
+	// x32 reports whether the kernel runs x32 ABI programs; without it the
+	// default seccomp profile drops its x32 section (see probeX32).
+	x32 bool
 }
 
 func probeHost() (host, error) {
@@ -44,6 +47,7 @@ func probeHost() (host, error) {
 		cgroup2:    cgroups.IsCgroup2UnifiedMode(),
 		cpus:       runtime.NumCPU(),
 		sysctls:    map[string]bool{},
+		x32:        probeX32(),
 	}
 	for _, c := range capability.ListKnown() {
 		// GetBound fails for capabilities newer than the kernel: skip them.

@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -83,7 +84,13 @@ func parseSecurityOpts(opts []string) (securityOpts, error) {
 // explicit profile; otherwise the given profile. Docker's CLI reads a
 // profile file itself and sends its JSON, so a value starting with "{" is
 // JSON and anything else a file path (berth's CLI may send either).
-func seccompProfile(s *specs.Spec, hc *container.HostConfig, sec securityOpts) (*specs.LinuxSeccomp, error) {
+//
+// On a kernel without the x32 ABI the default profile leaves out its x32
+// section: no x32 program can run there anyway (the filter now kills one
+// where the kernel would have said ENOSYS), and libseccomp compiles the
+// profile in each container's init in about half the time (20 ms to 10 ms
+// here). A profile the user gives is used as written.
+func seccompProfile(s *specs.Spec, hc *container.HostConfig, sec securityOpts, h host) (*specs.LinuxSeccomp, error) {
 	switch {
 	case sec.seccomp == "unconfined":
 		return nil, nil
@@ -93,6 +100,9 @@ func seccompProfile(s *specs.Spec, hc *container.HostConfig, sec securityOpts) (
 		p, err := seccomp.GetDefaultProfile(s)
 		if err != nil {
 			return nil, fmt.Errorf("building default seccomp profile: %w", err)
+		}
+		if !h.x32 {
+			p.Architectures = slices.DeleteFunc(p.Architectures, func(a specs.Arch) bool { return a == specs.ArchX32 })
 		}
 		return p, nil
 	}

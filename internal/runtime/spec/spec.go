@@ -125,7 +125,7 @@ func generate(o Options, h host) (*specs.Spec, error) {
 		return nil, err
 	}
 	setPaths(s, hc, sec, h)
-	if s.Linux.Seccomp, err = seccompProfile(s, hc, sec); err != nil {
+	if s.Linux.Seccomp, err = seccompProfile(s, hc, sec, h); err != nil {
 		return nil, err
 	}
 	return s, nil
