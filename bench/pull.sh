@@ -39,6 +39,8 @@ for _ in $(seq 50); do
 	p=$((20000 + RANDOM % 20000))
 	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
 done
+# Pulls need no bridge network: keep the host untouched.
+echo '{"bridge": "none"}' >"$work/berth-config.json"
 cat >"$work/registry.yml" <<YML
 version: 0.1
 log: {level: error, accesslog: {disabled: true}}

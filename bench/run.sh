@@ -35,6 +35,7 @@ PRUN="--ulimit nofile=20000:20000 --ulimit nproc=4096:4096"
 cleanup() {
 	set +e
 	[[ -n $berthpid ]] && { $B ps -aq | xargs -r $B rm -f >/dev/null; kill "$berthpid"; wait "$berthpid"; } 2>/dev/null
+	"$berth" daemon --root "$work/berth" --exec-root "$work/berth-run" --teardown-networks
 	[[ -n $dockerpid ]] && { $D ps -aq | xargs -r $D rm -f >/dev/null; kill "$dockerpid"; wait "$dockerpid"; } 2>/dev/null
 	command -v podman >/dev/null && { $P rm -af -t 0 >/dev/null 2>&1; $P system reset -f >/dev/null 2>&1; }
 	runc --root "$work/runc" list -q 2>/dev/null | xargs -r -n1 runc --root "$work/runc" delete -f

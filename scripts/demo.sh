@@ -26,6 +26,8 @@ cleanup() {
 			xargs -r env BERTH_HOST="unix://$work/$name.sock" "$berth" rm -f >/dev/null 2>&1
 		kill "${dpid[$name]}" 2>/dev/null
 		wait "${dpid[$name]}" 2>/dev/null
+		# Networks outlive their daemon, as containers do: remove them.
+		"$berth" daemon --root "$work/$name/root" --exec-root "$work/$name/run" --teardown-networks
 	done
 	grep " $work/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
 	# berth's parent cgroup, if no other daemon uses it (rmdir refuses a busy one).

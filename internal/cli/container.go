@@ -26,7 +26,7 @@ func containerCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newCreate(g), newRun(g), newStart(g), newPs(g), newLogs(g), newStop(g), newKill(g),
 		newRestart(g), newRm(g), newWait(g), newExec(g), newAttach(g), newTop(g), newCp(g),
-		newExport(g), newPause(g), newUnpause(g), newRename(g), newUpdate(g),
+		newExport(g), newPause(g), newUnpause(g), newRename(g), newUpdate(g), newPort(g),
 	}
 }
 
@@ -59,10 +59,11 @@ func newContainerCmd(g *globals) *cobra.Command {
 // createContainer creates a container, pulling its image first when the
 // daemon lacks it (--pull missing) or always (--pull always).
 func createContainer(ctx context.Context, g *globals, o *runOptions, args []string) (string, error) {
-	cfg, hc, err := o.containerConfig(args[0], args[1:])
+	req, err := o.containerConfig(args[0], args[1:])
 	if err != nil {
 		return "", err
 	}
+	cfg := req.config
 	if !o.detach || o.interactive {
 		cfg.AttachStdout, cfg.AttachStderr = true, true
 		cfg.AttachStdin = o.interactive
@@ -96,7 +97,7 @@ func createContainer(ctx context.Context, g *globals, o *runOptions, args []stri
 			return "", err
 		}
 	}
-	opts := client.ContainerCreateOptions{Config: cfg, HostConfig: hc, Platform: plat, Name: o.name}
+	opts := client.ContainerCreateOptions{Config: cfg, HostConfig: req.hostConfig, NetworkingConfig: req.networking, Platform: plat, Name: o.name}
 	res, err := c.ContainerCreate(ctx, opts)
 	if err != nil && cerrdefs.IsNotFound(err) && o.pull == "missing" {
 		fmt.Fprintf(g.stderr, "Unable to find image '%s' locally\n", args[0])
@@ -119,7 +120,7 @@ func newCreate(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create a new container",
-		Example: `  berth create --name web busybox httpd -f -p 8080
+		Example: `  berth create --name web -p 8080:80 nginx
   berth create -it busybox sh`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -143,6 +144,8 @@ func newRun(g *globals) *cobra.Command {
 		Short: "Create and run a new container from an image",
 		Example: `  berth run --rm busybox echo hello
   berth run -it --rm busybox sh
+  berth run -d --name web -p 8080:80 nginx
+  berth run -d --network app --network-alias db postgres
   berth run -d --name web --network host busybox httpd -f -p 8080
   berth run --rm -v /srv/data:/data:ro -e MODE=check busybox ls /data`,
 		Args: minArgs(1),
@@ -677,12 +680,18 @@ func newPs(g *globals) *cobra.Command {
 				for k, v := range s.Labels {
 					labels = append(labels, k+"="+v)
 				}
+				var networks []string
+				if s.NetworkSettings != nil {
+					for n := range s.NetworkSettings.Networks {
+						networks = append(networks, n)
+					}
+				}
 				created := time.Unix(s.Created, 0)
 				r := psRow{
 					ID: id, Image: s.Image, Command: command,
 					CreatedAt: created.Format("2006-01-02 15:04:05 -0700 MST"), RunningFor: since(created),
-					State: string(s.State), Status: s.Status, Names: strings.Join(names, ","),
-					Labels: strings.Join(sortedStrings(labels), ","), labels: s.Labels,
+					Ports: displayPorts(s.Ports), State: string(s.State), Status: s.Status, Names: strings.Join(names, ","),
+					Labels: strings.Join(sortedStrings(labels), ","), labels: s.Labels, Networks: strings.Join(sortedStrings(networks), ","),
 				}
 				if o.size {
 					r.Size = units.HumanSizeWithPrecision(float64(s.SizeRw), 3)

@@ -8,6 +8,7 @@ import (
 
 func newDaemon(g *globals) *cobra.Command {
 	var o daemon.Options
+	var teardown bool
 	c := &cobra.Command{
 		Use:   "daemon [OPTIONS]",
 		Short: "Run the berth daemon (the Docker Engine API on a unix socket)",
@@ -21,6 +22,9 @@ yourself (or from systemd) to choose its flags.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Root, o.ConfigPath, o.Version, o.LogLevel = g.root, g.configPath, Version, g.logLevel
+			if teardown {
+				return daemon.TeardownNetworks(cmd.Context(), o)
+			}
 			o.Host = g.host
 			if o.Host == "" {
 				o.Host = DefaultHost
@@ -34,5 +38,6 @@ yourself (or from systemd) to choose its flags.`,
 	f.StringVar(&g.logLevel, "log-level", "info", "Log level: debug, info, warn, error")
 	f.StringVar(&o.DefaultRuntime, "runtime", "berth", `Default OCI runtime: "berth" (embedded), "runc", or the path of a runtime binary`)
 	f.StringVar(&o.Group, "group", "", `Group that may use the socket besides root (default "berth" if that group exists)`)
+	f.BoolVar(&teardown, "teardown-networks", false, "Remove every network of a stopped daemon (bridges, rules, namespaces) and exit")
 	return c
 }

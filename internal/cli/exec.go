@@ -293,15 +293,15 @@ func copyTo(ctx context.Context, cmd *cobra.Command, c *client.Client, src, ctr,
 }
 
 // inspectPaths are where each object type's JSON lives in the API.
-var inspectPaths = map[string]string{"container": "/containers/%s/json", "image": "/images/%s/json", "volume": "/volumes/%s"}
+var inspectPaths = map[string]string{"container": "/containers/%s/json", "image": "/images/%s/json", "volume": "/volumes/%s", "network": "/networks/%s"}
 
 // runInspect prints the daemon's JSON for each name, as-is (every field
 // the daemon sends), or through a template. kind "" tries container, then
-// image, then volume, as docker inspect does.
+// image, then network, then volume, as docker inspect does.
 func runInspect(cmd *cobra.Command, g *globals, kind, format string, names []string) error {
 	kinds := []string{kind}
 	if kind == "" {
-		kinds = []string{"container", "image", "volume"}
+		kinds = []string{"container", "image", "network", "volume"}
 	}
 	var out []any
 	var firstErr error
@@ -311,7 +311,7 @@ func runInspect(cmd *cobra.Command, g *globals, kind, format string, names []str
 		for _, k := range kinds {
 			p, ok := inspectPaths[k]
 			if !ok {
-				return usageError{fmt.Errorf("--type %q: want container, image or volume", k)}
+				return usageError{fmt.Errorf("--type %q: want container, image, network or volume", k)}
 			}
 			resp, err := g.raw(cmd.Context(), http.MethodGet, fmt.Sprintf(p, url.PathEscape(n)), nil, nil, true)
 			if err != nil {
@@ -352,7 +352,7 @@ func newInspectAny(g *globals) *cobra.Command {
 	var format, kind string
 	c := &cobra.Command{
 		Use:     "inspect [OPTIONS] NAME|ID [NAME|ID...]",
-		Short:   "Return low-level information on containers, images or volumes",
+		Short:   "Return low-level information on containers, images, networks or volumes",
 		Example: "  berth inspect web\n  berth inspect --type image -f '{{.Id}}' busybox",
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -360,7 +360,7 @@ func newInspectAny(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&format, "format", "f", "", "Format output using a Go template, or 'json'")
-	c.Flags().StringVar(&kind, "type", "", "Only inspect objects of the given type (container, image, volume)")
+	c.Flags().StringVar(&kind, "type", "", "Only inspect objects of the given type (container, image, network, volume)")
 	return c
 }
 

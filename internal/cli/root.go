@@ -156,7 +156,7 @@ Its commands and flags follow Docker's, so habits carry over.`,
 		newPull(g), newPush(g), newImages(g), newTag(g), newRmi(g), newHistory(g),
 		newSave(g), newLoad(g), newImport(g), newInspectAny(g),
 		newLogin(g), newLogout(g),
-		newImageCmd(g), newSystemCmd(g), newVolumeCmd(g), newContainerCmd(g),
+		newImageCmd(g), newSystemCmd(g), newVolumeCmd(g), newNetworkCmd(g), newContainerCmd(g),
 	)
 	root.AddCommand(containerCommands(g)...)
 	// Usage lines say [OPTIONS] as Docker's do; cobra would add "[flags]".

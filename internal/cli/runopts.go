@@ -3,17 +3,23 @@ package cli
 import (
 	"bufio"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/docker/go-connections/nat"
 	units "github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 	"github.com/spf13/pflag"
 )
 
@@ -31,13 +37,16 @@ type runOptions struct {
 	ulimits, capAdd, capDrop, securityOpt     []string
 	stopSignal                                string
 	stopTimeout                               int
-	network, restart, runtime, shmSize        string
+	restart, runtime, shmSize                 string
 	groupAdd, sysctls, logOpts                []string
 	logDriver                                 string
 	platform, pull                            string
 	interactive, tty                          bool
-	publish                                   []string
+	publish, expose                           []string
 	publishAll                                bool
+	networks, networkAliases                  []string
+	ipv4, ipv6, macAddress                    string
+	addHosts, dns, dnsSearch, dnsOptions      []string
 
 	// run only
 	detach, rm, sigProxy bool
@@ -78,9 +87,24 @@ func addCreateFlags(f *pflag.FlagSet, o *runOptions) {
 	f.BoolVar(&o.init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
 	f.StringVar(&o.stopSignal, "stop-signal", "", "Signal to stop the container")
 	f.IntVar(&o.stopTimeout, "stop-timeout", 0, "Timeout (in seconds) to stop a container")
-	f.StringVar(&o.network, "network", "", "Connect a container to a network: none or host")
-	f.StringVar(&o.network, "net", "", "Connect a container to a network: none or host")
+	// --net, --net-alias and --dns-opt are docker's old names: hidden
+	// aliases sharing their flag's value.
+	f.StringArrayVar(&o.networks, "network", nil, "Connect a container to a network")
+	f.Var(f.Lookup("network").Value, "net", "Connect a container to a network")
 	f.MarkHidden("net")
+	f.StringArrayVar(&o.networkAliases, "network-alias", nil, "Add network-scoped alias for the container")
+	f.Var(f.Lookup("network-alias").Value, "net-alias", "Add network-scoped alias for the container")
+	f.MarkHidden("net-alias")
+	f.StringVar(&o.ipv4, "ip", "", "IPv4 address (e.g., 172.30.100.104)")
+	f.StringVar(&o.ipv6, "ip6", "", "IPv6 address (e.g., 2001:db8::33)")
+	f.StringVar(&o.macAddress, "mac-address", "", "Container MAC address (e.g., 92:d0:c6:0a:29:33)")
+	f.StringArrayVar(&o.addHosts, "add-host", nil, "Add a custom host-to-IP mapping (host:ip)")
+	f.StringArrayVar(&o.dns, "dns", nil, "Set custom DNS servers")
+	f.StringArrayVar(&o.dnsOptions, "dns-option", nil, "Set DNS options")
+	f.Var(f.Lookup("dns-option").Value, "dns-opt", "Set DNS options")
+	f.MarkHidden("dns-opt")
+	f.StringArrayVar(&o.dnsSearch, "dns-search", nil, "Set custom DNS search domains")
+	f.StringArrayVar(&o.expose, "expose", nil, "Expose a port or a range of ports")
 	f.StringVar(&o.restart, "restart", "", "Restart policy to apply when a container exits (no, always, on-failure[:N], unless-stopped)")
 	f.StringVar(&o.runtime, "runtime", "", "Runtime to use for this container")
 	f.StringVar(&o.shmSize, "shm-size", "", "Size of /dev/shm")
@@ -92,25 +116,34 @@ func addCreateFlags(f *pflag.FlagSet, o *runOptions) {
 	f.StringVar(&o.pull, "pull", "missing", `Pull image before creating ("always", "missing", "never")`)
 	f.BoolVarP(&o.interactive, "interactive", "i", false, "Keep STDIN open even if not attached")
 	f.BoolVarP(&o.tty, "tty", "t", false, "Allocate a pseudo-TTY")
-	f.StringArrayVarP(&o.publish, "publish", "p", nil, "Publish a container's port(s) to the host (not supported yet)")
-	f.BoolVarP(&o.publishAll, "publish-all", "P", false, "Publish all exposed ports (not supported yet)")
+	f.StringArrayVarP(&o.publish, "publish", "p", nil, "Publish a container's port(s) to the host")
+	f.BoolVarP(&o.publishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
 	f.SetInterspersed(false) // flags after the image belong to the command
+}
+
+// createRequest is what ContainerCreate takes besides the name and
+// platform.
+type createRequest struct {
+	config     *container.Config
+	hostConfig *container.HostConfig
+	networking *network.NetworkingConfig // nil: the daemon's defaults
 }
 
 // containerConfig turns the flags, the image and the command into the
 // create request. Every error is a usage error (exit 125), one line.
-func (o *runOptions) containerConfig(image string, cmd []string) (*container.Config, *container.HostConfig, error) {
+func (o *runOptions) containerConfig(image string, cmd []string) (createRequest, error) {
 	cfg, hc, err := o.build(image, cmd)
 	if err != nil {
-		return nil, nil, usageError{err}
+		return createRequest{}, usageError{err}
 	}
-	return cfg, hc, nil
+	nc, err := o.networking(cfg, hc)
+	if err != nil {
+		return createRequest{}, usageError{err}
+	}
+	return createRequest{cfg, hc, nc}, nil
 }
 
 func (o *runOptions) build(image string, cmd []string) (*container.Config, *container.HostConfig, error) {
-	if len(o.publish) > 0 || o.publishAll {
-		return nil, nil, fmt.Errorf("-p/--publish and -P: publishing ports is not supported yet (networking comes in a later release); use --network host")
-	}
 	switch o.pull {
 	case "missing", "always", "never":
 	default:
@@ -183,13 +216,6 @@ func (o *runOptions) build(image string, cmd []string) (*container.Config, *cont
 	if o.init {
 		t := true
 		hc.Init = &t
-	}
-	switch o.network {
-	case "", "default":
-	case "none", "host":
-		hc.NetworkMode = container.NetworkMode(o.network)
-	default:
-		return nil, nil, fmt.Errorf("--network %q: only none and host are supported yet", o.network)
 	}
 	for _, s := range o.securityOpt {
 		k, _, _ := strings.Cut(s, "=")
@@ -490,4 +516,210 @@ func parseTimeArg(s string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%q: want a duration (10m), RFC 3339 time or Unix timestamp", s)
+}
+
+// networking fills the network part of the create request as docker run
+// does: published and exposed ports, extra hosts and DNS go into cfg and
+// hc; the first --network is the network mode, and --network-alias, --ip,
+// --ip6 and --mac-address configure the container's endpoint on it
+// ("default" when no --network is given, which the daemon resolves); every
+// further --network adds an endpoint. It returns the endpoints, nil when
+// there are none to configure.
+func (o *runOptions) networking(cfg *container.Config, hc *container.HostConfig) (*network.NetworkingConfig, error) {
+	var err error
+	if cfg.ExposedPorts, hc.PortBindings, err = parsePublish(o.publish); err != nil {
+		return nil, err
+	}
+	for _, e := range o.expose {
+		pr, err := network.ParsePortRange(e)
+		if err != nil {
+			return nil, fmt.Errorf("--expose %q: invalid range format: %v", e, err)
+		}
+		for p := range pr.All() {
+			if cfg.ExposedPorts == nil {
+				cfg.ExposedPorts = network.PortSet{}
+			}
+			cfg.ExposedPorts[p] = struct{}{}
+		}
+	}
+	hc.PublishAllPorts = o.publishAll
+	for _, h := range o.addHosts {
+		v, err := parseExtraHost(h)
+		if err != nil {
+			return nil, err
+		}
+		hc.ExtraHosts = append(hc.ExtraHosts, v)
+	}
+	// Never nil, as with docker: an empty list and no list mean the same,
+	// and containers docker creates always have one.
+	hc.DNS, hc.DNSSearch, hc.DNSOptions = []netip.Addr{}, []string{}, []string{}
+	for _, s := range o.dns {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("--dns %q: IP address is not correctly formatted", s)
+		}
+		hc.DNS = append(hc.DNS, a)
+	}
+	for _, s := range o.dnsSearch {
+		d, err := parseDNSSearch(s)
+		if err != nil {
+			return nil, err
+		}
+		hc.DNSSearch = append(hc.DNSSearch, d)
+	}
+	hc.DNSOptions = append(hc.DNSOptions, o.dnsOptions...)
+
+	ep := &network.EndpointSettings{}
+	if len(o.networkAliases) > 0 {
+		ep.Aliases = append([]string(nil), o.networkAliases...)
+	}
+	var ipam network.EndpointIPAMConfig
+	if o.ipv4 != "" {
+		if ipam.IPv4Address, err = netip.ParseAddr(o.ipv4); err != nil || !ipam.IPv4Address.Is4() {
+			return nil, fmt.Errorf("--ip %q: want an IPv4 address (e.g., 172.30.100.104)", o.ipv4)
+		}
+	}
+	if o.ipv6 != "" {
+		if ipam.IPv6Address, err = netip.ParseAddr(o.ipv6); err != nil || !ipam.IPv6Address.Is6() || ipam.IPv6Address.Is4In6() {
+			return nil, fmt.Errorf("--ip6 %q: want an IPv6 address (e.g., 2001:db8::33)", o.ipv6)
+		}
+	}
+	if ipam.IPv4Address.IsValid() || ipam.IPv6Address.IsValid() {
+		ep.IPAMConfig = &ipam
+	}
+	if o.macAddress != "" {
+		mac, err := net.ParseMAC(strings.TrimSpace(o.macAddress))
+		if err != nil {
+			return nil, fmt.Errorf("--mac-address %q: not a valid mac address", o.macAddress)
+		}
+		ep.MacAddress = network.HardwareAddr(mac)
+	}
+
+	first := network.NetworkDefault
+	if len(o.networks) > 0 {
+		first = o.networks[0]
+		// "default" is what no --network means: leave the mode to the daemon.
+		if first != network.NetworkDefault {
+			hc.NetworkMode = container.NetworkMode(first)
+		}
+	}
+	if len(ep.Aliases) > 0 && !container.NetworkMode(first).IsUserDefined() {
+		return nil, errors.New("--network-alias: network-scoped aliases are only supported for user-defined networks")
+	}
+	endpoints := map[string]*network.EndpointSettings{}
+	if ep.Aliases != nil || ep.IPAMConfig != nil || ep.MacAddress != nil {
+		endpoints[first] = ep
+	}
+	var userDefined, builtin bool
+	seen := map[string]bool{}
+	for i, n := range o.networks {
+		if strings.TrimSpace(n) == "" {
+			return nil, errors.New("--network: no name set for network")
+		}
+		if seen[n] {
+			return nil, fmt.Errorf("--network: network %q is specified multiple times", n)
+		}
+		seen[n] = true
+		if container.NetworkMode(n).IsUserDefined() {
+			userDefined = true
+		} else {
+			builtin = true
+		}
+		if i > 0 {
+			endpoints[n] = &network.EndpointSettings{}
+		}
+	}
+	if userDefined && builtin {
+		return nil, errors.New("conflicting options: cannot attach both user-defined and non-user-defined network-modes")
+	}
+	if len(endpoints) == 0 {
+		return nil, nil
+	}
+	return &network.NetworkingConfig{EndpointsConfig: endpoints}, nil
+}
+
+// parsePublish reads -p/--publish as docker does: [ip:][hostPort:]containerPort[/proto]
+// with ranges on either side (8000-8001:80-81, or 8000-8010:80 for any free
+// port of the range), or the long form published=8080,target=80[,protocol=udp].
+// Every published port is exposed too.
+func parsePublish(specs []string) (network.PortSet, network.PortMap, error) {
+	if len(specs) == 0 {
+		return nil, nil, nil
+	}
+	exposed, bindings := network.PortSet{}, network.PortMap{}
+	for _, s := range specs {
+		spec := s
+		if strings.Contains(s, "=") {
+			params := map[string]string{"protocol": "tcp"}
+			for _, kv := range strings.Split(s, ",") {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return nil, nil, fmt.Errorf("--publish %q: invalid publish opts format (should be name=value but got '%s')", s, kv)
+				}
+				params[k] = v
+			}
+			spec = params["published"] + ":" + params["target"] + "/" + params["protocol"]
+		}
+		mappings, err := nat.ParsePortSpec(spec)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--publish %q: %v", s, err)
+		}
+		for _, m := range mappings {
+			p, err := network.ParsePort(string(m.Port))
+			if err != nil {
+				return nil, nil, fmt.Errorf("--publish %q: %v", s, err)
+			}
+			b := network.PortBinding{HostPort: m.Binding.HostPort}
+			if m.Binding.HostIP != "" {
+				if b.HostIP, err = netip.ParseAddr(m.Binding.HostIP); err != nil {
+					return nil, nil, fmt.Errorf("--publish %q: invalid IP address: %s", s, m.Binding.HostIP)
+				}
+			}
+			exposed[p] = struct{}{}
+			bindings[p] = append(bindings[p], b)
+		}
+	}
+	return exposed, bindings, nil
+}
+
+// parseExtraHost checks --add-host NAME:IP (or NAME=IP, the address
+// possibly in brackets) as docker does, and returns the NAME:IP form the
+// API takes. The address "host-gateway" is kept: the daemon replaces it
+// with the host's address.
+func parseExtraHost(s string) (string, error) {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok {
+		// Split at the first colon only: the address may be IPv6.
+		k, v, ok = strings.Cut(s, ":")
+	}
+	if !ok || k == "" || strings.Contains(k, ":") {
+		return "", fmt.Errorf("bad format for add-host: %q", s)
+	}
+	if v != "host-gateway" {
+		if len(v) > 2 && v[0] == '[' && v[len(v)-1] == ']' {
+			v = v[1 : len(v)-1]
+		}
+		if _, err := netip.ParseAddr(strings.TrimSpace(v)); err != nil {
+			return "", fmt.Errorf("invalid IP address in add-host: %q", v)
+		}
+	}
+	return k + ":" + v, nil
+}
+
+// dnsSearchDomain is a domain name: dot-separated labels of letters,
+// digits and inner hyphens, with an optional final dot.
+var dnsSearchDomain = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*)\.?\s*$`)
+
+// parseDNSSearch checks a --dns-search domain as docker does: "." (no
+// search domains), or a domain name with at least one letter.
+func parseDNSSearch(s string) (string, error) {
+	v := strings.Trim(s, " ")
+	if v == "." {
+		return v, nil
+	}
+	m := dnsSearchDomain.FindStringSubmatch(v)
+	if !strings.ContainsAny(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") || m == nil || len(m[1]) >= 255 {
+		return "", fmt.Errorf("--dns-search %q: not a valid domain", s)
+	}
+	return m[1], nil
 }

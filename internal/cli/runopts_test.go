@@ -1,26 +1,35 @@
 package cli
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 	"github.com/spf13/pflag"
 )
 
 // parseRun parses create flags as `berth run` would and builds the request.
 func parseRun(t *testing.T, args ...string) (*container.Config, *container.HostConfig, error) {
 	t.Helper()
+	req, err := parseRunRequest(t, args...)
+	return req.config, req.hostConfig, err
+}
+
+func parseRunRequest(t *testing.T, args ...string) (createRequest, error) {
+	t.Helper()
 	o := &runOptions{}
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
 	addCreateFlags(fs, o)
 	fs.BoolVar(&o.rm, "rm", false, "")
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		return createRequest{}, err
 	}
 	rest := fs.Args()
 	return o.containerConfig(rest[0], rest[1:])
@@ -98,8 +107,21 @@ func TestRunFlagErrors(t *testing.T) {
 		{[]string{"--rm", "--restart", "always", "img"}, "--restart and --rm"},
 		{[]string{"--security-opt", "bogus=1", "img"}, "unknown option"},
 		{[]string{"--tmpfs", "rel", "img"}, "absolute"},
-		{[]string{"--network", "bridge", "img"}, "--network"},
-		{[]string{"-p", "8080:80", "img"}, "not supported yet"},
+		{[]string{"-p", "8080:x", "img"}, "invalid containerPort: x"},
+		{[]string{"--network-alias", "db", "img"}, "only supported for user-defined networks"},
+		{[]string{"--network", "bridge", "--network", "app", "img"}, "conflicting options"},
+		{[]string{"--network", "app", "--network", "app", "img"}, "specified multiple times"},
+		{[]string{"--ip", "10.0.0.300", "--network", "app", "img"}, "--ip"},
+		{[]string{"--ip", "2001:db8::1", "--network", "app", "img"}, "--ip"},
+		{[]string{"--ip6", "10.0.0.3", "--network", "app", "img"}, "--ip6"},
+		{[]string{"--mac-address", "92:d0", "img"}, "--mac-address"},
+		{[]string{"--add-host", "db", "img"}, "bad format for add-host"},
+		{[]string{"--add-host", "db:not-an-ip", "img"}, "invalid IP address in add-host"},
+		{[]string{"--dns", "8.8.8", "img"}, "--dns"},
+		{[]string{"--dns-search", "-bad-", "img"}, "--dns-search"},
+		{[]string{"--dns-search", "123", "img"}, "--dns-search"},
+		{[]string{"--expose", "80-70", "img"}, "--expose"},
+		{[]string{"--expose", "http", "img"}, "--expose"},
 		{[]string{"--pull", "sometimes", "img"}, "--pull"},
 	} {
 		_, _, err := parseRun(t, tt.args...)
@@ -151,4 +173,195 @@ func asExit(err error, ee *exitError) bool {
 	e, ok := err.(exitError)
 	*ee = e
 	return ok
+}
+
+// portStrings renders exposed ports and bindings for comparison: the
+// port types hold unexported fields.
+func portStrings(exposed network.PortSet, bindings network.PortMap) ([]string, map[string][]string) {
+	var e []string
+	for p := range exposed {
+		e = append(e, p.String())
+	}
+	slices.SortFunc(e, naturalCompare)
+	var b map[string][]string
+	for p, bs := range bindings {
+		if b == nil {
+			b = map[string][]string{}
+		}
+		for _, x := range bs {
+			ip := ""
+			if x.HostIP.IsValid() {
+				ip = x.HostIP.String()
+			}
+			b[p.String()] = append(b[p.String()], ip+"|"+x.HostPort)
+		}
+	}
+	return e, b
+}
+
+func TestParsePublish(t *testing.T) {
+	tests := []struct {
+		specs    []string
+		exposed  []string
+		bindings map[string][]string // port: "hostIP|hostPort"
+	}{
+		{nil, nil, nil},
+		{[]string{"80"}, []string{"80/tcp"}, map[string][]string{"80/tcp": {"|"}}},
+		{[]string{"8080:80"}, []string{"80/tcp"}, map[string][]string{"80/tcp": {"|8080"}}},
+		{[]string{"127.0.0.1:8080:80"}, []string{"80/tcp"}, map[string][]string{"80/tcp": {"127.0.0.1|8080"}}},
+		{[]string{"127.0.0.1::80"}, []string{"80/tcp"}, map[string][]string{"80/tcp": {"127.0.0.1|"}}},
+		{[]string{"[::1]:8080:80"}, []string{"80/tcp"}, map[string][]string{"80/tcp": {"::1|8080"}}},
+		{[]string{"53:53/udp", "53:53/tcp"}, []string{"53/tcp", "53/udp"}, map[string][]string{"53/udp": {"|53"}, "53/tcp": {"|53"}}},
+		{[]string{"5000:5000/SCTP"}, []string{"5000/sctp"}, map[string][]string{"5000/sctp": {"|5000"}}},
+		{[]string{"8000-8001:80-81"}, []string{"80/tcp", "81/tcp"}, map[string][]string{"80/tcp": {"|8000"}, "81/tcp": {"|8001"}}},
+		{[]string{"8000-8010:80"}, []string{"80/tcp"}, map[string][]string{"80/tcp": {"|8000-8010"}}},
+		{[]string{"7000-7001/udp"}, []string{"7000/udp", "7001/udp"}, map[string][]string{"7000/udp": {"|"}, "7001/udp": {"|"}}},
+		{[]string{"8080:80", "127.0.0.1:9090:80"}, []string{"80/tcp"}, map[string][]string{"80/tcp": {"|8080", "127.0.0.1|9090"}}},
+		{[]string{"published=8080,target=80"}, []string{"80/tcp"}, map[string][]string{"80/tcp": {"|8080"}}},
+		{[]string{"target=53,published=5353,protocol=udp"}, []string{"53/udp"}, map[string][]string{"53/udp": {"|5353"}}},
+	}
+	for _, tt := range tests {
+		exposed, bindings, err := parsePublish(tt.specs)
+		if err != nil {
+			t.Errorf("parsePublish(%q): %v", tt.specs, err)
+			continue
+		}
+		e, b := portStrings(exposed, bindings)
+		if diff := cmp.Diff(tt.exposed, e); diff != "" {
+			t.Errorf("parsePublish(%q) exposed (-want +got)\n%s", tt.specs, diff)
+		}
+		if diff := cmp.Diff(tt.bindings, b); diff != "" {
+			t.Errorf("parsePublish(%q) bindings (-want +got)\n%s", tt.specs, diff)
+		}
+	}
+}
+
+func TestParsePublishErrors(t *testing.T) {
+	for spec, want := range map[string]string{
+		"x":                `--publish "x": invalid containerPort: x`,
+		"8080:x":           `--publish "8080:x": invalid containerPort: x`,
+		"x:80":             `--publish "x:80": invalid hostPort: x`,
+		"80/foo":           `--publish "80/foo": invalid proto: foo`,
+		"70000":            `--publish "70000": invalid containerPort: 70000`,
+		"1.2.3:80:80":      `--publish "1.2.3:80:80": invalid IP address: 1.2.3`,
+		"8000-8002:80-81":  `--publish "8000-8002:80-81": invalid ranges specified for container and host Ports: 80-81 and 8000-8002`,
+		"8080:":            `--publish "8080:": no port specified: 8080:<empty>`,
+		"published=8080,x": `--publish "published=8080,x": invalid publish opts format (should be name=value but got 'x')`,
+	} {
+		_, _, err := parsePublish([]string{spec})
+		if err == nil || err.Error() != want {
+			t.Errorf("parsePublish(%q) = %v, want %q", spec, err, want)
+		}
+	}
+}
+
+func TestRunNetworking(t *testing.T) {
+	type result struct {
+		Mode       string
+		Exposed    []string
+		Bindings   map[string][]string
+		PublishAll bool
+		Endpoints  map[string]*network.EndpointSettings
+		ExtraHosts []string
+		DNS        []netip.Addr
+		DNSSearch  []string
+		DNSOptions []string
+	}
+	tests := []struct {
+		args []string
+		want result
+	}{
+		{[]string{"img"}, result{}},
+		{[]string{"--network", "none", "img"}, result{Mode: "none"}},
+		{[]string{"--net", "host", "img"}, result{Mode: "host"}},
+		{[]string{"--network", "container:web", "img"}, result{Mode: "container:web"}},
+		{[]string{"--network", "default", "img"}, result{}},
+		{[]string{"-p", "8080:80", "-p", "127.0.0.1:53:53/udp", "--expose", "9000-9001", "-P", "img"}, result{
+			Exposed:    []string{"53/udp", "80/tcp", "9000/tcp", "9001/tcp"},
+			Bindings:   map[string][]string{"80/tcp": {"|8080"}, "53/udp": {"127.0.0.1|53"}},
+			PublishAll: true,
+		}},
+		{[]string{"--network", "app", "--network-alias", "db", "--net-alias", "pg", "--ip", "172.30.0.5", "img"}, result{
+			Mode: "app",
+			Endpoints: map[string]*network.EndpointSettings{"app": {
+				Aliases:    []string{"db", "pg"},
+				IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: netip.MustParseAddr("172.30.0.5")},
+			}},
+		}},
+		{[]string{"--network", "app", "--network", "backend", "--ip6", "2001:db8::33", "img"}, result{
+			Mode: "app",
+			Endpoints: map[string]*network.EndpointSettings{
+				"app":     {IPAMConfig: &network.EndpointIPAMConfig{IPv6Address: netip.MustParseAddr("2001:db8::33")}},
+				"backend": {},
+			},
+		}},
+		// No --network: the endpoint options go to "default", which the
+		// daemon resolves to its default network, as with docker.
+		{[]string{"--mac-address", "92:d0:c6:0a:29:33", "img"}, result{
+			Endpoints: map[string]*network.EndpointSettings{"default": {
+				MacAddress: network.HardwareAddr{0x92, 0xd0, 0xc6, 0x0a, 0x29, 0x33},
+			}},
+		}},
+		{[]string{"--add-host", "db:10.0.0.2", "--add-host", "gw=host-gateway", "--add-host", "v6:[::1]", "img"}, result{
+			ExtraHosts: []string{"db:10.0.0.2", "gw:host-gateway", "v6:::1"},
+		}},
+		{[]string{"--dns", "1.1.1.1", "--dns", "2606:4700::1111", "--dns-search", "example.com", "--dns-search", ".", "--dns-option", "ndots:2", "--dns-opt", "edns0", "img"}, result{
+			DNS:        []netip.Addr{netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("2606:4700::1111")},
+			DNSSearch:  []string{"example.com", "."},
+			DNSOptions: []string{"ndots:2", "edns0"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			req, err := parseRunRequest(t, tt.args...)
+			if err != nil {
+				t.Fatalf("parse %q: %v", tt.args, err)
+			}
+			hc := req.hostConfig
+			got := result{Mode: string(hc.NetworkMode), PublishAll: hc.PublishAllPorts, ExtraHosts: hc.ExtraHosts}
+			got.Exposed, got.Bindings = portStrings(req.config.ExposedPorts, hc.PortBindings)
+			if req.networking != nil {
+				got.Endpoints = req.networking.EndpointsConfig
+			}
+			if len(hc.DNS) > 0 {
+				got.DNS = hc.DNS
+			}
+			if len(hc.DNSSearch) > 0 {
+				got.DNSSearch = hc.DNSSearch
+			}
+			if len(hc.DNSOptions) > 0 {
+				got.DNSOptions = hc.DNSOptions
+			}
+			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Errorf("parse %q: (-want +got)\n%s", tt.args, diff)
+			}
+			if hc.DNS == nil || hc.DNSSearch == nil || hc.DNSOptions == nil {
+				t.Errorf("parse %q: DNS fields nil, want empty lists as docker sends", tt.args)
+			}
+		})
+	}
+}
+
+func TestParseExtraHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"db:10.0.0.2":                       "db:10.0.0.2",
+		"db=10.0.0.2":                       "db:10.0.0.2",
+		"v6:::1":                            "v6:::1",
+		"v6=::1":                            "v6:::1",
+		"v6:[2001:db8::1]":                  "v6:2001:db8::1",
+		"host.docker.internal:host-gateway": "host.docker.internal:host-gateway",
+		"db":                                `bad format for add-host: "db"`,
+		":10.0.0.2":                         `bad format for add-host: ":10.0.0.2"`,
+		"a:b=10.0.0.2":                      `bad format for add-host: "a:b=10.0.0.2"`,
+		"db:10.0.0":                         `invalid IP address in add-host: "10.0.0"`,
+		"db:":                               `invalid IP address in add-host: ""`,
+	} {
+		got, err := parseExtraHost(in)
+		if err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("parseExtraHost(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

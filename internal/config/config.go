@@ -42,6 +42,18 @@ type Config struct {
 	// InitPath is the static init binary bind-mounted for --init
 	// (default: Debian's /usr/bin/tini-static).
 	InitPath string `json:"init-path,omitempty"`
+	// Bridge is the default bridge's interface name (Docker's "bridge"
+	// option): default "berth0" for the default root, a name derived from
+	// the root otherwise; "none" turns bridge networking off (containers
+	// then default to --network none).
+	Bridge string `json:"bridge,omitempty"`
+	// BridgeSubnet is the default bridge's subnet (Docker's "bip", as a
+	// CIDR); default: the first free /24 of DefaultAddressPool.
+	BridgeSubnet string `json:"bridge-subnet,omitempty"`
+	// DefaultAddressPool is where the default bridge's and new networks'
+	// subnets come from, as /24s: default 10.210.0.0/16 (Docker takes
+	// 172.17.0.0/16 and up, Podman 10.88.0.0/16: berth runs beside both).
+	DefaultAddressPool string `json:"default-address-pool,omitempty"`
 }
 
 // Runtime is an OCI runtime CLI with runc's interface.

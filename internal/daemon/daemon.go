@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -26,6 +27,7 @@ import (
 	"github.com/berth-dev/berth/internal/engine"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/images"
+	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/remote"
 	"github.com/berth-dev/berth/internal/runtime"
 	"github.com/berth-dev/berth/internal/runtime/libct"
@@ -82,6 +84,12 @@ func Run(ctx context.Context, o Options) error {
 	total, running, _, _ := d.Engine.ContainerCounts()
 	slog.Info("containers restored", "total", total, "running", running)
 	err = d.API.Serve(ctx, l)
+	// Containers, their addresses and rules stay; DNS by name pauses until
+	// the next daemon starts.
+	d.Engine.StopDNS()
+	if m := d.Engine.NetworkManager(); m != nil {
+		_ = m.Close()
+	}
 	if path, ok := unixPath(o.Host); ok {
 		_ = os.Remove(path)
 	}
@@ -139,9 +147,14 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	if err != nil {
 		return fail(err)
 	}
+	nets, err := setupNetworks(ctx, o, cfg)
+	if err != nil {
+		return fail(err)
+	}
 	eng, err := engine.New(engine.Options{
 		Root: o.Root, ExecRoot: o.ExecRoot, Images: svc, Volumes: vols,
 		Runtimes: runtimes, DefaultRuntime: def, InitPath: cfg.InitPath, Exe: shimExe,
+		Networks: nets,
 	})
 	if err != nil {
 		return fail(err)
@@ -166,6 +179,67 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		Version: o.Version, Root: o.Root, DefaultRuntime: def, Runtimes: names,
 	})
 	return &Daemon{Images: svc, Volumes: vols, Engine: eng, API: api, lock: lock}, nil
+}
+
+// setupNetworks opens the bridge network manager, unless the config turns
+// bridge networking off.
+func setupNetworks(ctx context.Context, o Options, cfg config.Config) (*network.Manager, error) {
+	if cfg.Bridge == "none" {
+		return nil, nil
+	}
+	nc := network.Config{
+		Root:          filepath.Join(o.Root, "network"),
+		ExecRoot:      filepath.Join(o.ExecRoot, "netns"),
+		DefaultBridge: cfg.Bridge,
+	}
+	if cfg.BridgeSubnet != "" {
+		p, err := netip.ParsePrefix(cfg.BridgeSubnet)
+		if err != nil {
+			return nil, errdefs.Invalidf("config bridge-subnet %q: %v", cfg.BridgeSubnet, err)
+		}
+		nc.DefaultSubnet = p
+	}
+	if cfg.DefaultAddressPool != "" {
+		p, err := netip.ParsePrefix(cfg.DefaultAddressPool)
+		if err != nil {
+			return nil, errdefs.Invalidf("config default-address-pool %q: %v", cfg.DefaultAddressPool, err)
+		}
+		nc.Pool = p
+	}
+	m, err := network.New(ctx, nc)
+	if err != nil {
+		return nil, fmt.Errorf("setting up networks: %w", err)
+	}
+	return m, nil
+}
+
+// TeardownNetworks removes every network of a stopped daemon's root:
+// bridges, iptables rules and network namespaces (containers' networks
+// outlive the daemon otherwise). Scripts and uninstalls use it.
+func TeardownNetworks(ctx context.Context, o Options) error {
+	if o.Root == "" {
+		o.Root = DefaultRoot
+	}
+	if o.ExecRoot == "" {
+		o.ExecRoot = DefaultExecRoot
+	}
+	root := filepath.Join(o.Root, "network")
+	if _, err := os.Stat(root); err != nil {
+		return nil // no daemon ever made a network here
+	}
+	lock, ok, err := atomicfile.TryAcquire(filepath.Join(o.Root, "daemon.lock"))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errdefs.Conflict(fmt.Errorf("a berth daemon is using %s: stop it first", o.Root))
+	}
+	defer lock.Unlock()
+	m, err := network.New(ctx, network.Config{Root: root, ExecRoot: filepath.Join(o.ExecRoot, "netns")})
+	if err != nil {
+		return err
+	}
+	return m.Destroy(ctx)
 }
 
 // setupRuntimes makes the runtime table: the embedded one, runc when

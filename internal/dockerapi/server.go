@@ -160,6 +160,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("POST /auth", route(s.auth))
 	s.imageRoutes(mux)
 	s.volumeRoutes(mux)
+	s.networkRoutes(mux)
 	s.berthRoutes(mux)
 	s.containerRoutes(mux)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/internal/atomicfile"
@@ -40,6 +41,10 @@ type Container struct {
 	// order they are mounted.
 	Mounts       []MountPoint
 	RestartCount int
+	// Networks are the networks the container joins, by name, with what
+	// the user asked for (aliases, address) and the network's ID; the
+	// addresses themselves are the network manager's while it runs.
+	Networks map[string]*network.EndpointSettings `json:",omitempty"`
 	// HasBeenStarted tells a fresh container from a stopped one (Docker's
 	// "Created" vs "Exited" in ps).
 	HasBeenStarted bool

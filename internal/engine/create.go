@@ -53,6 +53,11 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*Container, []str
 	if err != nil {
 		return nil, nil, err
 	}
+	nets, netWarnings, err := e.validateNetwork(&cfg, &hc, o.Networking)
+	if err != nil {
+		return nil, nil, err
+	}
+	warnings = append(warnings, netWarnings...)
 	mergeImageConfig(&cfg, img)
 	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {
 		return nil, nil, errdefs.Invalidf("no command specified")
@@ -73,6 +78,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*Container, []str
 	c.Image, c.Layers = img.ID, images.DiffIDs(img.Config)
 	c.Platform = img.Config.OS
 	c.Config, c.HostConfig = &cfg, &hc
+	c.Networks = nets
 	if cfg.Hostname == "" && !hc.NetworkMode.IsHost() {
 		cfg.Hostname = id[:12]
 	}
@@ -125,18 +131,6 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*Container, []str
 // fills defaults.
 func (e *Engine) validate(cfg *container.Config, hc *container.HostConfig) ([]string, error) {
 	var warnings []string
-	switch nm := hc.NetworkMode; {
-	case nm == "" || nm == "default":
-		// Bridge networking comes with its own issue; until then the
-		// default is an isolated network namespace with only loopback.
-		hc.NetworkMode = "none"
-	case nm.IsNone() || nm.IsHost():
-	default:
-		return nil, errdefs.Invalidf("network mode %q is not supported yet: use --network none or --network host", string(nm))
-	}
-	if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
-		return nil, errdefs.Invalidf("published ports are not supported yet (they need bridge networking)")
-	}
 	switch hc.LogConfig.Type {
 	case "", "json-file":
 		hc.LogConfig.Type = "json-file"

@@ -25,8 +25,10 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-dev/berth/internal/dns"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/images"
+	bnet "github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/runtime"
 	"github.com/berth-dev/berth/internal/volumes"
 )
@@ -49,6 +51,9 @@ type Options struct {
 	// InitPath is a static init for --init (default: Debian's tini-static
 	// if present).
 	InitPath string
+	// Networks manages bridge networks; nil means containers get only
+	// the none, host and container: modes (and none is the default).
+	Networks *bnet.Manager
 }
 
 // Engine is the container service.
@@ -59,6 +64,9 @@ type Engine struct {
 	containers map[string]*Container // by ID
 	names      map[string]string     // name -> ID
 	execs      map[string]*Exec      // exec ID -> exec
+
+	dnsMu sync.Mutex
+	dns   map[string]*dns.Server // by network ID: DNS by container name
 }
 
 // New opens the engine's state under o.Root and o.ExecRoot. Call Load to
@@ -87,7 +95,7 @@ func New(o Options) (*Engine, error) {
 			return nil, err
 		}
 	}
-	return &Engine{o: o, containers: map[string]*Container{}, names: map[string]string{}, execs: map[string]*Exec{}}, nil
+	return &Engine{o: o, containers: map[string]*Container{}, names: map[string]string{}, execs: map[string]*Exec{}, dns: map[string]*dns.Server{}}, nil
 }
 
 func (e *Engine) containerDir(id string) string { return filepath.Join(e.o.Root, "containers", id) }
@@ -125,6 +133,10 @@ func (e *Engine) Load(ctx context.Context) error {
 	for _, c := range e.containers {
 		e.restore(ctx, c)
 	}
+	// After restore: what runs now keeps its network; the rest of what a
+	// crash left (namespaces, veths, leases, rules) goes.
+	e.reconcileNetworks(ctx)
+	e.startNetworkServices()
 	return nil
 }
 

@@ -280,6 +280,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error 
 		c.mu.Unlock()
 		return err
 	}
+	e.teardownNetwork(c)
 	var anon []string
 	for _, m := range c.Mounts {
 		if m.Anonymous {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/storage"
 
 	"github.com/berth-dev/berth/internal/errdefs"
@@ -69,8 +68,9 @@ func (e *Engine) Inspect(ctx context.Context, ref string, size bool) (*container
 			"WorkDir":   filepath.Join(c.dir, "rw", "work"),
 			"MergedDir": c.rootfsPath(),
 		}},
-		NetworkSettings: &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{}},
 	}
+	nets, ports := e.networkSettingsLocked(c)
+	r.NetworkSettings = &container.NetworkSettings{Networks: nets, Ports: ports}
 	for id := range c.execs {
 		r.ExecIDs = append(r.ExecIDs, id)
 	}
@@ -227,7 +227,9 @@ func (e *Engine) summaryLocked(c *Container, o ListOptions, before, since *Conta
 		s.Labels = map[string]string{}
 	}
 	s.HostConfig.NetworkMode = string(c.HostConfig.NetworkMode)
-	s.NetworkSettings = &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{}}
+	nets, ports := e.networkSettingsLocked(c)
+	s.NetworkSettings = &container.NetworkSettingsSummary{Networks: nets}
+	s.Ports = portSummaries(ports)
 	for _, m := range c.Mounts {
 		s.Mounts = append(s.Mounts, m.MountPoint)
 	}
@@ -291,19 +293,8 @@ func (e *Engine) Prune(ctx context.Context, filters map[string][]string) (PruneR
 		if ok && !until.IsZero() && !c.Created.Before(until) {
 			ok = false
 		}
-		for _, l := range filters["label"] {
-			k, val, hasVal := strings.Cut(l, "=")
-			got, has := c.Config.Labels[k]
-			if !has || (hasVal && got != val) {
-				ok = false
-			}
-		}
-		for _, l := range filters["label!"] {
-			k, val, hasVal := strings.Cut(l, "=")
-			got, has := c.Config.Labels[k]
-			if has && (!hasVal || got == val) {
-				ok = false
-			}
+		if !LabelsMatch(c.Config.Labels, filters["label"], filters["label!"]) {
+			ok = false
 		}
 		size := dirSize(filepath.Join(c.dir, "rw", "upper"))
 		c.mu.Unlock()
@@ -318,6 +309,30 @@ func (e *Engine) Prune(ctx context.Context, filters map[string][]string) (PruneR
 	}
 	return res, nil
 }
+
+// LabelsMatch applies prune's label (all must match) and label! (none may
+// match) filters; each is key or key=value.
+func LabelsMatch(labels map[string]string, want, notWant []string) bool {
+	has := func(l string) bool {
+		k, v, hasValue := strings.Cut(l, "=")
+		got, ok := labels[k]
+		return ok && (!hasValue || got == v)
+	}
+	for _, l := range want {
+		if !has(l) {
+			return false
+		}
+	}
+	for _, l := range notWant {
+		if has(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseUntil is parseUntil for the API's prune filters.
+func ParseUntil(v string) (time.Time, error) { return parseUntil(v) }
 
 // parseUntil takes Docker's until: a Unix timestamp, an RFC 3339 time or a
 // duration before now.

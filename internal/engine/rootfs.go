@@ -57,7 +57,11 @@ func unmountRootfs(c *Container) error {
 
 // writeEtcFilesLocked writes /etc/hostname, /etc/hosts and
 // /etc/resolv.conf for the container (bind-mounted by the spec).
-func (e *Engine) writeEtcFilesLocked(c *Container) error {
+func (e *Engine) writeEtcFilesLocked(c *Container, ns netSetup) error {
+	if ns.etcFrom != nil {
+		// --network container:X: the spec mounts X's files.
+		return nil
+	}
 	hostname := c.Config.Hostname
 	if c.HostConfig.NetworkMode.IsHost() {
 		h, err := os.Hostname()
@@ -72,16 +76,27 @@ func (e *Engine) writeEtcFilesLocked(c *Container) error {
 			hosts = string(b)
 		}
 	}
+	hosts += etcHostsEntry(ns.hostIP, hostname)
 	for _, h := range c.HostConfig.ExtraHosts {
 		name, ip, ok := strings.Cut(h, ":")
 		if !ok {
 			return fmt.Errorf("invalid --add-host %q: want NAME:IP", h)
+		}
+		if ip == "host-gateway" {
+			gw, err := e.hostGateway()
+			if err != nil {
+				return fmt.Errorf("--add-host %s: %w", h, err)
+			}
+			ip = gw.String()
 		}
 		hosts += ip + "\t" + name + "\n"
 	}
 	var dns []string
 	for _, a := range c.HostConfig.DNS {
 		dns = append(dns, a.String())
+	}
+	if gw, ok := e.dnsServerFor(c); ok && len(dns) == 0 {
+		dns = []string{gw.String()}
 	}
 	files := map[string][]byte{
 		"hostname":    []byte(hostname + "\n"),

@@ -29,6 +29,15 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
+	// The container whose network this one joins (--network container:X)
+	// is found before c.mu is taken: e.mu is never taken under c.mu.
+	// NetworkMode does not change after create.
+	var peer *Container
+	if nm := c.HostConfig.NetworkMode; nm.IsContainer() {
+		if peer, err = e.Get(nm.ConnectedContainer()); err != nil {
+			return err
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch c.State.Status {
@@ -39,7 +48,7 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 	case container.StateRemoving, container.StateDead:
 		return errdefs.Conflict(fmt.Errorf("container %s is marked for removal and cannot be started", shortID(c.ID)))
 	}
-	return e.startLocked(ctx, c)
+	return e.startLocked(ctx, c, peer)
 }
 
 func (e *Engine) runtimeFor(c *Container) (*runtime.Runtime, error) {
@@ -50,7 +59,7 @@ func (e *Engine) runtimeFor(c *Container) (*runtime.Runtime, error) {
 	return rt, nil
 }
 
-func (e *Engine) startLocked(ctx context.Context, c *Container) (err error) {
+func (e *Engine) startLocked(ctx context.Context, c *Container, peer *Container) (err error) {
 	t0 := time.Now()
 	rt, err := e.runtimeFor(c)
 	if err != nil {
@@ -76,6 +85,7 @@ func (e *Engine) startLocked(ctx context.Context, c *Container) (err error) {
 				p.done <- attachResult{nil, err}
 			}
 			c.pending = nil
+			e.teardownNetwork(c)
 			_ = unmountRootfs(c)
 			c.State.Error = err.Error()
 			c.State.ExitCode = startExitCode(err)
@@ -83,7 +93,11 @@ func (e *Engine) startLocked(ctx context.Context, c *Container) (err error) {
 			c.notifyLocked()
 		}
 	}()
-	if err := e.writeEtcFilesLocked(c); err != nil {
+	ns, err := e.setupNetworkLocked(ctx, c, peer)
+	if err != nil {
+		return err
+	}
+	if err := e.writeEtcFilesLocked(c, ns); err != nil {
 		return err
 	}
 	if err := e.ensureVolumes(ctx, c.Mounts); err != nil {
@@ -102,6 +116,10 @@ func (e *Engine) startLocked(ctx context.Context, c *Container) (err error) {
 		HostsPath:      filepath.Join(c.dir, "hosts"),
 		ResolvConfPath: filepath.Join(c.dir, "resolv.conf"),
 		CgroupsPath:    "/berth/" + c.ID,
+		NetNSPath:      ns.nsPath,
+	}
+	if ns.etcFrom != nil {
+		so.HostnamePath, so.HostsPath, so.ResolvConfPath = etcFilesFrom(ns.etcFrom)
 	}
 	if c.HostConfig.Init != nil && *c.HostConfig.Init {
 		so.InitPath = e.o.InitPath
@@ -239,6 +257,7 @@ func (e *Engine) handleExit(c *Container, client *shim.Client, st *shim.ExitStat
 	if err := unmountRootfs(c); err != nil {
 		slog.Warn("container exited; unmount failed", "id", shortID(c.ID), "err", err)
 	}
+	e.teardownNetwork(c)
 	c.State.Status = container.StateExited
 	c.State.Pid = 0
 	c.State.ExitCode = st.ExitCode
@@ -295,6 +314,7 @@ func (e *Engine) restore(ctx context.Context, c *Container) {
 		}
 		// Not running and no shim: make sure nothing stays mounted.
 		_ = unmountRootfs(c)
+		e.teardownNetwork(c)
 		if status == container.StateRemoving {
 			c.mu.Lock()
 			vols := c.State.RemoveVolumes
@@ -317,6 +337,7 @@ func (e *Engine) restore(ctx context.Context, c *Container) {
 		go func() { _, _ = client.Wait(context.Background()); client.Close() }()
 		c.mu.Lock()
 		_ = unmountRootfs(c)
+		e.teardownNetwork(c)
 		c.mu.Unlock()
 		return
 	}

@@ -95,6 +95,17 @@ func NotFoundf(format string, args ...any) error {
 	return NotFound(fmt.Errorf(format, args...))
 }
 
+// Conflictf formats an ErrConflict error.
+func Conflictf(format string, args ...any) error {
+	return Conflict(fmt.Errorf(format, args...))
+}
+
+// Forbiddenf formats an ErrPermissionDenied error: an operation the
+// object does not allow (HTTP 403), such as removing a pre-defined network.
+func Forbiddenf(format string, args ...any) error {
+	return PermissionDenied(fmt.Errorf(format, args...))
+}
+
 // IsNotFound reports whether err is of class ErrNotFound.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 

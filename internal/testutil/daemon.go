@@ -3,6 +3,8 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/network"
 )
 
 // BuildBerth builds the berth binary (with the seccomp tag, as the
@@ -235,6 +239,9 @@ func (d *Daemon) cleanup() {
 			_ = syscall.Unmount(f[1], syscall.MNT_DETACH)
 		}
 	}
+	// The daemon's networks outlive it, as containers do: remove them,
+	// with their bridges, rules and namespaces.
+	d.destroyNetworks()
 	// The parent cgroup berth puts containers under goes when no daemon
 	// uses it any more (rmdir fails on a non-empty one, as it should).
 	for _, dir := range []string{"/sys/fs/cgroup/unified/berth", "/sys/fs/cgroup/berth"} {
@@ -261,5 +268,32 @@ func (d *Daemon) startQuiet() {
 	go func(cmd *exec.Cmd, ch chan struct{}) { _ = cmd.Wait(); close(ch) }(d.cmd, d.exited)
 	for i := 0; i < 500 && !d.ping(); i++ {
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// destroyNetworks removes every network the daemon made, and checks that
+// nothing of them is left on the host.
+func (d *Daemon) destroyNetworks() {
+	root := filepath.Join(d.Root, "network")
+	if _, err := os.Stat(root); err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := network.New(ctx, network.Config{Root: root, ExecRoot: filepath.Join(d.ExecRoot, "netns")})
+	if err != nil {
+		d.t.Errorf("opening the daemon's networks to remove them: %v", err)
+		return
+	}
+	if err := m.Destroy(ctx); err != nil {
+		d.t.Errorf("removing the daemon's networks: %v", err)
+	}
+	sum := sha256.Sum256([]byte(root))
+	tag := hex.EncodeToString(sum[:])[:6]
+	for _, table := range []string{"filter", "nat"} {
+		out, _ := exec.Command("iptables-save", "-t", table).Output()
+		if strings.Contains(string(out), tag) {
+			d.t.Errorf("iptables rules of the daemon (tag %s) are left in table %s:\n%s", tag, table, out)
+		}
 	}
 }
