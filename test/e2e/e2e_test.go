@@ -608,6 +608,10 @@ func TestAutoStart(t *testing.T) {
 		if pid := daemonWithRoot(root); pid != 0 {
 			stopPid(t, pid)
 		}
+		// Its networks outlive it, as containers do.
+		if out, err := exec.Command(berthBin, "daemon", "--root", root, "--exec-root", runDir, "--teardown-networks").CombinedOutput(); err != nil {
+			t.Errorf("removing the auto-started daemon's networks: %v\n%s", err, out)
+		}
 		os.Remove(sock)
 		if createdRunDir {
 			os.RemoveAll(runDir)
