@@ -268,6 +268,8 @@ func TestNetworkRules(t *testing.T) {
 		"BERTH-abc123-POST -s 10.1.0.0/24 ! -o br-x " + c + " -j MASQUERADE",
 		"BERTH-abc123-POST -s 127.0.0.0/8 -o br-x " + c + " -j MASQUERADE",
 		"BERTH-abc123-FWD -i br-x -o br-x " + c + " -j ACCEPT",
+		"BERTH-abc123-FWD -i br-x ! -o br-x " + c + " -j BERTH-abc123-ISO",
+		"BERTH-abc123-ISO -o br-x " + c + " -j DROP",
 		"BERTH-abc123-FWD -i br-x ! -o br-x " + c + " -j ACCEPT",
 		"BERTH-abc123-FWD -o br-x -m conntrack --ctstate RELATED,ESTABLISHED " + c + " -j ACCEPT",
 	}
@@ -277,7 +279,7 @@ func TestNetworkRules(t *testing.T) {
 	n.Internal = true
 	var drops int
 	for _, r := range m.networkRules(n) {
-		if r.spec[len(r.spec)-1] == "DROP" {
+		if r.spec[len(r.spec)-1] == "DROP" && r.chain == m.chains.fwd {
 			drops++
 			if !r.top {
 				t.Errorf("internal DROP rule %q is appended; it must come first", r.spec)

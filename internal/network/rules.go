@@ -14,6 +14,10 @@ import (
 // iptables layout of one Manager (tag = rootTag(Root)):
 //
 //	filter FORWARD     -> BERTH-<tag>-FWD   (position 1)
+//	BERTH-<tag>-FWD    -> BERTH-<tag>-ISO   (-i BR ! -o BR, per network:
+//	                                         ISO drops -o <each bridge>,
+//	                                         so networks are isolated
+//	                                         from each other, as Docker's)
 //	nat PREROUTING     -> BERTH-<tag>-NAT   (-m addrtype --dst-type LOCAL)
 //	nat OUTPUT         -> BERTH-<tag>-NAT   (-m addrtype --dst-type LOCAL)
 //	nat POSTROUTING    -> BERTH-<tag>-POST
@@ -77,6 +81,12 @@ func (m *Manager) networkRules(n *Network) []rule {
 	// container must see a source it can answer.
 	rs = append(rs, post("-s", "127.0.0.0/8", "-o", br, "-j", "MASQUERADE"))
 	rs = append(rs, fwd("-i", br, "-o", br, "-j", "ACCEPT"))
+	// Isolation: traffic leaving this bridge for another of this
+	// Manager's bridges is dropped in ISO (each network adds its bridge
+	// there); anything else returns and is accepted below.
+	toISO := fwd("-i", br, "!", "-o", br, "-j", m.chains.iso)
+	toISO.top = true
+	rs = append(rs, toISO, rule{table: tableFilter, chain: m.chains.iso, spec: cat([]string{"-o", br}, c, []string{"-j", "DROP"})})
 	if n.Internal {
 		drop1 := fwd("-i", br, "!", "-o", br, "-j", "DROP")
 		drop2 := fwd("!", "-i", br, "-o", br, "-j", "DROP")
@@ -127,7 +137,7 @@ func cat(parts ...[]string) []string {
 
 // ensureChains creates the Manager's chains and the jumps to them.
 func (m *Manager) ensureChains() error {
-	for _, tc := range [][2]string{{tableFilter, m.chains.fwd}, {tableNAT, m.chains.nat}, {tableNAT, m.chains.post}} {
+	for _, tc := range m.chains.all() {
 		ok, err := m.ipt.ChainExists(tc[0], tc[1])
 		if err != nil {
 			return fmt.Errorf("checking iptables chain %s: %w", tc[1], err)
@@ -145,7 +155,7 @@ func (m *Manager) ensureChains() error {
 func (m *Manager) deleteChains() error {
 	var errs []error
 	exists := map[string]bool{}
-	for _, tc := range [][2]string{{tableFilter, m.chains.fwd}, {tableNAT, m.chains.nat}, {tableNAT, m.chains.post}} {
+	for _, tc := range m.chains.all() {
 		ok, err := m.ipt.ChainExists(tc[0], tc[1])
 		if err != nil {
 			errs = append(errs, fmt.Errorf("checking iptables chain %s: %w", tc[1], err))
@@ -162,7 +172,7 @@ func (m *Manager) deleteChains() error {
 			errs = append(errs, fmt.Errorf("deleting iptables jump from %s: %w", r.chain, err))
 		}
 	}
-	for _, tc := range [][2]string{{tableFilter, m.chains.fwd}, {tableNAT, m.chains.nat}, {tableNAT, m.chains.post}} {
+	for _, tc := range m.chains.all() {
 		if !exists[tc[1]] {
 			continue
 		}
@@ -198,7 +208,19 @@ func (m *Manager) ensureRules(rs []rule) error {
 // deleteRules removes the rules that exist.
 func (m *Manager) deleteRules(rs []rule) error {
 	var errs []error
+	missing := map[string]bool{}
 	for _, r := range rs {
+		// A jump to one of berth's chains that is gone cannot exist, and
+		// iptables fails to check for one ("Chain ... does not exist").
+		if target := r.spec[len(r.spec)-1]; strings.HasPrefix(target, "BERTH-") {
+			if _, seen := missing[target]; !seen {
+				ok, err := m.ipt.ChainExists(r.table, target)
+				missing[target] = err == nil && !ok
+			}
+			if missing[target] {
+				continue
+			}
+		}
 		if err := m.ipt.DeleteIfExists(r.table, r.chain, r.spec...); err != nil {
 			errs = append(errs, fmt.Errorf("deleting iptables rule from %s: %w", r.chain, err))
 		}
@@ -210,7 +232,7 @@ func (m *Manager) deleteRules(rs []rule) error {
 // their comment ("" for rules without one of berth's comments).
 func (m *Manager) listedRules() (map[string][]rule, error) {
 	out := map[string][]rule{}
-	for _, tc := range [][2]string{{tableFilter, m.chains.fwd}, {tableNAT, m.chains.nat}, {tableNAT, m.chains.post}} {
+	for _, tc := range m.chains.all() {
 		ok, err := m.ipt.ChainExists(tc[0], tc[1])
 		if err != nil {
 			return nil, fmt.Errorf("checking iptables chain %s: %w", tc[1], err)

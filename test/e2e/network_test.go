@@ -118,6 +118,22 @@ func TestNetworkDNSByName(t *testing.T) {
 	if !strings.Contains(hosts, ip+"\t") {
 		t.Fatalf("/etc/hosts lacks the container's address %s:\n%s", ip, hosts)
 	}
+	// The docker CLI drives the same networks.
+	mustD(t, d, "network", "create", "--subnet", "10.213.5.0/24", "dnet")
+	if ls := mustD(t, d, "network", "ls", "--format", "{{.Name}} {{.Driver}}"); !strings.Contains(ls, "dnet bridge") || !strings.Contains(ls, "host host") {
+		t.Fatalf("docker network ls:\n%s", ls)
+	}
+	mustD(t, d, "network", "connect", "dnet", "api")
+	if sub := mustD(t, d, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}} {{len .Containers}}", "dnet"); strings.TrimSpace(sub) != "10.213.5.0/24 1" {
+		t.Fatalf("docker network inspect dnet: %q", sub)
+	}
+	if out := mustD(t, d, "run", "--rm", "--network", "dnet", "busybox", "sh", "-c",
+		"for i in 1 2 3 4 5 6 7 8 9 10; do timeout 2 wget -q -O- http://api/ && exit 0; sleep 0.3; done; exit 1"); strings.TrimSpace(out) != "hello-api" {
+		t.Fatalf("docker run on a network made by docker network create: %q", out)
+	}
+	mustD(t, d, "network", "disconnect", "dnet", "api")
+	mustD(t, d, "network", "rm", "dnet")
+
 	// The default bridge has no DNS by name, as in Docker.
 	// (busybox's wget -T segfaults in Debian's build: timeout(1) bounds it.)
 	_, _, code := d.Berth("", "run", "--rm", "busybox", "timeout", "2", "wget", "-q", "-O-", "http://api/")
@@ -262,25 +278,42 @@ func TestNetworkBadInput(t *testing.T) {
 
 func TestNetworkInternal(t *testing.T) {
 	d := ctrDaemon(t, "berth")
+	// "Outside" is a container of a second daemon: an address berth made,
+	// reached only by routing through the host, as the internet would be.
+	other := ctrDaemon(t, "berth")
+	mustB(t, other, "", append([]string{"run", "-d", "--name", "target", "busybox"}, httpdCmd("reached")...)...)
+	target := inspectField(t, other, "target", `{{.NetworkSettings.Networks.bridge.IPAddress}}`)
+	try := func(ip string) string {
+		return "for i in 1 2 3 4 5; do timeout 1 wget -q -O- http://" + ip + "/ && exit 0; sleep 0.2; done; exit 1"
+	}
 	mustB(t, d, "", "network", "create", "--internal", "sealed")
 	mustB(t, d, "", "network", "create", "open")
-	mustB(t, d, "", "network", "create", "outside")
-	mustB(t, d, "", append([]string{"run", "-d", "--name", "target", "--network", "outside", "busybox"}, httpdCmd("reached")...)...)
-	target := inspectField(t, d, "target", `{{(index .NetworkSettings.Networks "outside").IPAddress}}`)
-	try := "for i in 1 2 3 4 5; do timeout 1 wget -q -O- http://" + target + "/ && exit 0; sleep 0.2; done; exit 1"
-	// From an ordinary network the address is reachable (routed by the
-	// host); from an internal one it is not.
-	if out := mustB(t, d, "", "run", "--rm", "--network", "open", "busybox", "sh", "-c", try); strings.TrimSpace(out) != "reached" {
+	// From an ordinary network the address is reachable; from an internal
+	// one it is not.
+	if out := mustB(t, d, "", "run", "--rm", "--network", "open", "busybox", "sh", "-c", try(target)); strings.TrimSpace(out) != "reached" {
 		t.Fatalf("from an ordinary network: %q", out)
 	}
-	if out, _, code := d.Berth("", "run", "--rm", "--network", "sealed", "busybox", "sh", "-c", try); code == 0 {
+	if out, _, code := d.Berth("", "run", "--rm", "--network", "sealed", "busybox", "sh", "-c", try(target)); code == 0 {
 		t.Fatalf("a container on an internal network reached %s: %q", target, out)
 	}
 	// Inside the internal network, containers still reach each other.
 	mustB(t, d, "", append([]string{"run", "-d", "--name", "inner", "--network", "sealed", "busybox"}, httpdCmd("inner")...)...)
-	if out := mustB(t, d, "", "run", "--rm", "--network", "sealed", "busybox", "sh", "-c",
-		"for i in 1 2 3 4 5 6 7 8 9 10; do timeout 1 wget -q -O- http://inner/ && exit 0; sleep 0.3; done; exit 1"); strings.TrimSpace(out) != "inner" {
+	if out := mustB(t, d, "", "run", "--rm", "--network", "sealed", "busybox", "sh", "-c", try("inner")); strings.TrimSpace(out) != "inner" {
 		t.Fatalf("inside an internal network: %q", out)
+	}
+	// Networks of one daemon are isolated from each other, as Docker's:
+	// a container on "open" cannot reach one on "sealed" or the default
+	// bridge.
+	mustB(t, d, "", append([]string{"run", "-d", "--name", "onbridge", "busybox"}, httpdCmd("bridge")...)...)
+	for _, name := range []string{"inner", "onbridge"} {
+		net := "sealed"
+		if name == "onbridge" {
+			net = "bridge"
+		}
+		ip := inspectField(t, d, name, `{{(index .NetworkSettings.Networks "`+net+`").IPAddress}}`)
+		if out, _, code := d.Berth("", "run", "--rm", "--network", "open", "busybox", "sh", "-c", try(ip)); code == 0 {
+			t.Fatalf("a container on network open reached %s on network %s: %q", name, net, out)
+		}
 	}
 }
 
