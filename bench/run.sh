@@ -73,7 +73,7 @@ ln -s "$work/bundle/rootfs" "$work/bundle-berth/rootfs"
 sed -e "s#\"path\": \"[^\"]*/rootfs\"#\"path\": \"$work/bundle/rootfs\"#" \
 	"$work/berth-run/c/$short/config.json" >"$work/bundle-berth/config.json"
 
-tools=(berth berth-runc runc runc-berth-spec)
+tools=(berth berth-bridge berth-runc runc runc-berth-spec)
 if command -v dockerd >/dev/null; then
 	mkdir -p "$work/docker" "$work/docker-exec"
 	dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
@@ -95,6 +95,7 @@ fi
 
 n=0
 run_berth() { $B run --rm --network none busybox true; }
+run_berth-bridge() { $B run --rm busybox true; }
 run_berth-runc() { $B run --rm --runtime runc --network none busybox true; }
 run_docker() { $D run --rm --network none busybox true; }
 run_podman() { $P run --rm --network none $PRUN busybox true >/dev/null; }
@@ -127,6 +128,10 @@ for tool in "${tools[@]}"; do
 		"$(awk -v x="$p90" 'BEGIN{print x/1000}')" "$(awk -v b="${med[berth]}" -v x="${med[$tool]}" 'BEGIN{print x/b}')"
 done
 
+echo
+printf 'bridge networking adds %.1f ms to berth run --rm (median, berth-bridge - berth)\n' \
+	"$(awk -v a="${med[berth-bridge]}" -v b="${med[berth]}" 'BEGIN{print (a-b)/1000}')"
+
 # Memory per idle container.
 mem() { # pids... -> "rss_kb pss_kb" averaged
 	local r=0 p=0 k=0
@@ -156,3 +161,31 @@ if command -v podman >/dev/null; then
 	read -r r p < <(mem $(pgrep -f "conmon .*$work/podman" | head -10))
 	printf '%-10s %-16s %8s %8s %12s\n' podman conmon "$r" "$p" "(no daemon)"
 fi
+
+# TCP throughput from the host into a container: through a published port
+# on 127.0.0.1 (DNAT in the kernel, no userland proxy) and straight to the
+# container's address on the bridge, 1 GiB each, median of 3.
+echo
+echo "## TCP throughput host -> container (1 GiB, median of 3)"
+$B run -d --name sink -p 127.0.0.1::5001 busybox sh -c 'while true; do nc -l -p 5001 >/dev/null; done' >/dev/null
+hp=$($B port sink 5001 | head -1 | sed 's/.*://')
+cip=$($B inspect -f '{{.NetworkSettings.Networks.bridge.IPAddress}}' sink)
+sleep 0.5
+send() { # host port -> MB/s
+	local t0 t1
+	t0=$(now)
+	head -c 1073741824 /dev/zero >"/dev/tcp/$1/$2"
+	t1=$(now)
+	awk -v ns="$((t1 - t0))" 'BEGIN{printf "%.0f\n", 1024/(ns/1e9)}'
+	sleep 0.3 # the listener restarts
+}
+declare -A tput
+for path in published direct; do
+	vals=()
+	for _ in 1 2 3; do
+		if [[ $path == published ]]; then vals+=("$(send 127.0.0.1 "$hp")"); else vals+=("$(send "$cip" 5001)"); fi
+	done
+	tput[$path]=$(printf '%s\n' "${vals[@]}" | median)
+done
+printf '%-34s %8s MB/s\n' "published port (127.0.0.1:$hp)" "${tput[published]}" "container address ($cip:5001)" "${tput[direct]}"
+printf 'published / direct: %.0f%%\n' "$(awk -v a="${tput[published]}" -v b="${tput[direct]}" 'BEGIN{print 100*a/b}')"

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -307,9 +308,11 @@ func (e *Engine) teardownNetwork(c *Container) {
 	if !e.networkingEnabled() || !usesSandbox(c.HostConfig) {
 		return
 	}
+	t0 := time.Now()
 	if err := e.o.Networks.RemoveSandbox(context.Background(), c.ID); err != nil {
 		slog.Warn("removing the container's network failed", "id", shortID(c.ID), "err", err)
 	}
+	slog.Debug("container network removed", "id", shortID(c.ID), "took", time.Since(t0))
 }
 
 // publishedPorts turns -p and -P into port mappings. -P publishes every

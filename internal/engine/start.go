@@ -93,10 +93,12 @@ func (e *Engine) startLocked(ctx context.Context, c *Container, peer *Container)
 			c.notifyLocked()
 		}
 	}()
+	tNet := time.Now()
 	ns, err := e.setupNetworkLocked(ctx, c, peer)
 	if err != nil {
 		return err
 	}
+	dNet := time.Since(tNet)
 	if err := e.writeEtcFilesLocked(c, ns); err != nil {
 		return err
 	}
@@ -175,7 +177,7 @@ func (e *Engine) startLocked(ctx context.Context, c *Container, peer *Container)
 	}
 	c.notifyLocked()
 	go e.monitor(c, client)
-	slog.Debug("container started", "id", shortID(c.ID), "prepare", tSpec.Sub(t0), "shim+create", tShim.Sub(tSpec), "start", time.Since(tShim))
+	slog.Debug("container started", "id", shortID(c.ID), "prepare", tSpec.Sub(t0), "network", dNet, "shim+create", tShim.Sub(tSpec), "start", time.Since(tShim))
 	return nil
 }
 

@@ -187,7 +187,7 @@ func (m *Manager) removeSandbox(containerID string) error {
 	eps := m.containerEndpoints(containerID)
 	m.mu.RUnlock()
 	for _, ep := range eps {
-		if err := m.detach(ep); err != nil {
+		if err := m.detachWith(ep, detachLinkLater); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -389,8 +389,11 @@ func (m *Manager) Detach(ctx context.Context, netRef, containerID string) error 
 
 // detach deletes the endpoint's veth, then its record (the lease).
 // Callers hold opMu.
-func (m *Manager) detach(ep *Endpoint) error {
-	if err := deleteLink(ep.HostIf); err != nil {
+func (m *Manager) detach(ep *Endpoint) error { return m.detachWith(ep, deleteLink) }
+
+// detachWith is detach with a choice of how the host's veth goes.
+func (m *Manager) detachWith(ep *Endpoint, unlink func(string) error) error {
+	if err := unlink(ep.HostIf); err != nil {
 		return err
 	}
 	if err := removeFile(m.endpointFile(ep.ContainerID, ep.NetworkID)); err != nil {

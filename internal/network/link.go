@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -125,6 +126,34 @@ func deleteLink(name string) error {
 	if err := netlink.LinkDel(link); err != nil && !isLinkNotFound(err) && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("deleting interface %s: %w", name, err)
 	}
+	return nil
+}
+
+// detachLinkLater unplugs a veth from its bridge at once and deletes it in
+// the background. Deleting a veth waits for the kernel's RCU grace
+// periods (about 13 ms here), on every container exit; but the container's
+// namespace, unmounted right after, takes the veth pair with it when the
+// kernel frees it. The late delete, by interface index so that a new veth
+// of the same name is never hit, covers a namespace something else still
+// holds open.
+func detachLinkLater(name string) error {
+	link, err := netlink.LinkByName(name)
+	if isLinkNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("looking up interface %s: %w", name, err)
+	}
+	if err := netlink.LinkSetNoMaster(link); err != nil && !isLinkNotFound(err) && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("unplugging interface %s: %w", name, err)
+	}
+	index := link.Attrs().Index
+	go func() {
+		time.Sleep(time.Second)
+		if l, err := netlink.LinkByIndex(index); err == nil && l.Attrs().Name == name {
+			_ = netlink.LinkDel(l)
+		}
+	}()
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"syscall"
@@ -193,7 +194,19 @@ func (m *Manager) Publish(ctx context.Context, containerID string, ip netip.Addr
 // its comment names) and record. Callers hold opMu.
 func (m *Manager) unpublish(containerID string) error {
 	var errs []error
-	if rec := m.ports[containerID]; rec != nil {
+	m.mu.RLock()
+	rec := m.ports[containerID]
+	m.mu.RUnlock()
+	if rec == nil {
+		// Publish writes the record before it installs a rule, so with no
+		// record there is no rule: skip listing the chains, which costs
+		// several iptables runs on every container exit. (Reconcile still
+		// sweeps by comment.)
+		if _, err := os.Stat(m.portsFile(containerID)); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+	}
+	if rec != nil {
 		if err := m.deleteRules(m.portRules(containerID, rec.Bridge, rec.IP, rec.Ports)); err != nil {
 			errs = append(errs, err)
 		}
