@@ -131,7 +131,18 @@ step "$berth" logs --tail 2 demo-svc
 step "$berth" stop demo-svc
 step "$berth" inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' demo-svc
 step "$berth" rm demo-svc
+# Networking: a user network with DNS by name, and a port published on
+# 127.0.0.1 (an ephemeral host port, so the demo never collides).
+step "$berth" network create demo-net
+step "$berth" run -d --name demo-web --network demo-net -p 127.0.0.1::80 busybox \
+	sh -c 'mkdir -p /www && echo hello from demo-web > /www/index.html && exec httpd -f -p 80 -h /www'
+hostport=$("$berth" port demo-web 80 | sed 's/.*://')
+for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$hostport/" >/dev/null 2>&1 && break; sleep 0.1; done
+step curl -fsS "http://127.0.0.1:$hostport/"
+step "$berth" run --rm --network demo-net busybox wget -qO- http://demo-web/
+step "$berth" rm -f demo-web
+step "$berth" network rm demo-net
 step "$berth" system df
 step "$berth" system check
-printf '\n\033[1mberth works:\033[0m import, push, pull, save, load, check, and containers that outlive their daemon, on three private daemons.\n'
+printf '\n\033[1mberth works:\033[0m import, push, pull, save, load, check, containers that outlive their daemon, networks with DNS by name and published ports, on three private daemons.\n'
 printf 'Try: %s pull busybox; %s images (with no -H, the CLI starts a daemon on /run/berth/berth.sock if none answers)\n' "$berth" "$berth"

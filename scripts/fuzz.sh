@@ -17,6 +17,8 @@ targets=(
 	"./internal/archive FuzzDecompressGzip 40000"
 	"./internal/logs FuzzRead 20000"
 	"./internal/dockerapi FuzzRequest 20000"
+	"./internal/dns FuzzServeMsg 20000"
+	"./internal/network FuzzNetworkInput 20000"
 )
 
 for t in "${targets[@]}"; do
