@@ -177,17 +177,20 @@ func (m *Manager) RemoveSandbox(ctx context.Context, containerID string) error {
 	}
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
-	return m.removeSandbox(containerID)
+	return m.removeSandbox(containerID, detachLinkLater)
 }
 
-// removeSandbox is RemoveSandbox; callers hold opMu.
-func (m *Manager) removeSandbox(containerID string) error {
+// removeSandbox is RemoveSandbox; callers hold opMu. unlink removes the
+// host's veths: at a container's exit lazily (detachLinkLater, the fast
+// path), in Reconcile and Destroy at once (deleteLink), so that the host
+// is clean when they return.
+func (m *Manager) removeSandbox(containerID string, unlink func(string) error) error {
 	var errs []error
 	m.mu.RLock()
 	eps := m.containerEndpoints(containerID)
 	m.mu.RUnlock()
 	for _, ep := range eps {
-		if err := m.detachWith(ep, detachLinkLater); err != nil {
+		if err := m.detachWith(ep, unlink); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -530,7 +530,7 @@ func (m *Manager) Destroy(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, cid := range cids {
-		if err := m.removeSandbox(cid); err != nil {
+		if err := m.removeSandbox(cid, deleteLink); err != nil {
 			errs = append(errs, err)
 		}
 	}

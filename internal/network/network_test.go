@@ -184,6 +184,19 @@ func linkExists(name string) bool {
 	return err == nil
 }
 
+// linkStays reports whether a veth is still there 3 s after its sandbox
+// went: RemoveSandbox leaves it to the kernel, which frees it with the
+// namespace, asynchronously.
+func linkStays(name string) bool {
+	for range 60 {
+		if !linkExists(name) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
 func nsChainRules(t *testing.T, table, chain string) string {
 	return run(t, "iptables", "-w", "-t", table, "-S", chain)
 }
@@ -438,7 +451,7 @@ func TestSandboxesPing(t *testing.T) {
 	if err := m.RemoveSandbox(ctx, "cb"); err != nil {
 		t.Fatalf("RemoveSandbox: %v", err)
 	}
-	if linkExists(b.HostIf) || isNetnsMount(pathB) {
+	if linkStays(b.HostIf) || isNetnsMount(pathB) {
 		t.Errorf("RemoveSandbox left veth %s or mount %s", b.HostIf, pathB)
 	}
 	if _, err := os.Stat(pathB); !errors.Is(err, os.ErrNotExist) {

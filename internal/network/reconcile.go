@@ -34,7 +34,7 @@ func (m *Manager) Reconcile(ctx context.Context, live func(containerID string) b
 		if live(cid) {
 			continue
 		}
-		if err := m.removeSandbox(cid); err != nil {
+		if err := m.removeSandbox(cid, deleteLink); err != nil {
 			errs = append(errs, err)
 		}
 	}

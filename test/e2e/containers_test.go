@@ -622,6 +622,15 @@ func TestDaemonKilledMidOperation(t *testing.T) {
 	if out, _ := exec.Command("pgrep", "-f", "state-dir "+d.ExecRoot).Output(); len(out) > 0 {
 		t.Errorf("shims left: %s", out)
 	}
+	// Networking: no lease, no veth on the bridge, no container's rule.
+	if leases, _ := filepath.Glob(filepath.Join(d.Root, "network", "endpoints", "*", "*")); len(leases) > 0 {
+		t.Errorf("leases left: %v", leases)
+	}
+	br := strings.TrimSpace(mustB(t, d, "", "network", "inspect", "-f", `{{index .Options "com.docker.network.bridge.name"}}`, "bridge"))
+	time.Sleep(200 * time.Millisecond) // the kernel frees veths with their namespace, asynchronously
+	if ports, _ := os.ReadDir("/sys/class/net/" + br + "/brif"); len(ports) > 0 {
+		t.Errorf("veths left on bridge %s: %d", br, len(ports))
+	}
 }
 
 // TestCreateOnFullDisk: a create that runs out of space fails cleanly and

@@ -355,7 +355,14 @@ func TestNetworkSurvivesDaemonAndCleansUp(t *testing.T) {
 	if strings.Contains(rules, id) || strings.Contains(rules, fmt.Sprintf("--dport %d", port)) {
 		t.Fatalf("rules of the removed container are left:\n%s", rules)
 	}
-	if now := strings.Join(links(t), " "); len(strings.Fields(now)) > len(strings.Fields(linksBefore)) {
+	// The kernel frees a container's veth with its namespace, a moment
+	// after the container is gone.
+	now := strings.Join(links(t), " ")
+	for i := 0; i < 60 && len(strings.Fields(now)) > len(strings.Fields(linksBefore)); i++ {
+		time.Sleep(50 * time.Millisecond)
+		now = strings.Join(links(t), " ")
+	}
+	if len(strings.Fields(now)) > len(strings.Fields(linksBefore)) {
 		t.Fatalf("interfaces left: before %q, now %q", linksBefore, now)
 	}
 	mounts, _ := os.ReadFile("/proc/self/mounts")
