@@ -274,19 +274,29 @@ func (s *Server) networkRemove(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// userNetwork finds a bridge network for connect and disconnect, which
+// Docker refuses for the host and none networks.
+func (s *Server) userNetwork(ref string) (*bnet.Network, error) {
+	a, err := s.findNetwork(ref)
+	if err != nil {
+		return nil, err
+	}
+	if a.n == nil {
+		return nil, errdefs.Forbiddenf("container cannot be disconnected from host network or connected to %s network", a.name)
+	}
+	return a.n, nil
+}
+
 func (s *Server) networkConnect(w http.ResponseWriter, r *http.Request) error {
 	var req network.ConnectRequest
 	if err := DecodeJSON(r, &req); err != nil {
 		return err
 	}
-	a, err := s.findNetwork(r.PathValue("id"))
+	n, err := s.userNetwork(r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if a.n == nil {
-		return errdefs.Forbiddenf("container cannot be disconnected from host network or connected to %s network", a.name)
-	}
-	if err := s.Containers.NetworkConnect(r.Context(), a.n.ID, req.Container, req.EndpointConfig); err != nil {
+	if err := s.Containers.NetworkConnect(r.Context(), n.ID, req.Container, req.EndpointConfig); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)
@@ -298,14 +308,11 @@ func (s *Server) networkDisconnect(w http.ResponseWriter, r *http.Request) error
 	if err := DecodeJSON(r, &req); err != nil {
 		return err
 	}
-	a, err := s.findNetwork(r.PathValue("id"))
+	n, err := s.userNetwork(r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if a.n == nil {
-		return errdefs.Forbiddenf("container cannot be disconnected from host network or connected to %s network", a.name)
-	}
-	if err := s.Containers.NetworkDisconnect(r.Context(), a.n.ID, req.Container, req.Force); err != nil {
+	if err := s.Containers.NetworkDisconnect(r.Context(), n.ID, req.Container, req.Force); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)

@@ -123,20 +123,26 @@ func (e *Engine) validateNetwork(cfg *container.Config, hc *container.HostConfig
 			}
 			return nil, nil, err
 		}
-		es := &network.EndpointSettings{}
-		if req := eps[name]; req != nil {
-			es.Aliases = slices.Clone(req.Aliases)
-			if req.IPAMConfig != nil {
-				es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: req.IPAMConfig.IPv4Address}
-			}
-		}
+		es := requestedEndpoint(eps[name], n.ID)
 		if err := checkEndpointSettings(n, es); err != nil {
 			return nil, nil, err
 		}
-		es.NetworkID = n.ID
 		out[n.Name] = es
 	}
 	return out, warnings, nil
+}
+
+// requestedEndpoint keeps what berth honours of a client's endpoint
+// settings (aliases, an IPv4 address) for the network networkID.
+func requestedEndpoint(req *network.EndpointSettings, networkID string) *network.EndpointSettings {
+	es := &network.EndpointSettings{NetworkID: networkID}
+	if req != nil {
+		es.Aliases = slices.Clone(req.Aliases)
+		if req.IPAMConfig != nil {
+			es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: req.IPAMConfig.IPv4Address}
+		}
+	}
+	return es
 }
 
 // checkEndpointSettings refuses what Docker refuses on its default bridge.
@@ -597,10 +603,7 @@ func (e *Engine) NetworkCreate(ctx context.Context, o bnet.CreateOptions) (*bnet
 // NetworkRemove removes a user-defined network that no running container
 // uses.
 func (e *Engine) NetworkRemove(ctx context.Context, ref string) error {
-	if !e.networkingEnabled() {
-		return errdefs.NotFoundf("network %s not found", ref)
-	}
-	n, err := e.o.Networks.Get(ref)
+	n, err := e.network(ref)
 	if err != nil {
 		return err
 	}
@@ -634,13 +637,18 @@ func (e *Engine) NetworkContainers(networkID string) []*Container {
 	return out
 }
 
+// network finds a bridge network by name, ID or ID prefix.
+func (e *Engine) network(ref string) (*bnet.Network, error) {
+	if !e.networkingEnabled() {
+		return nil, errdefs.NotFoundf("network %s not found", ref)
+	}
+	return e.o.Networks.Get(ref)
+}
+
 // NetworkConnect connects a container to a network; a running one gets
 // its endpoint at once.
 func (e *Engine) NetworkConnect(ctx context.Context, netRef, ref string, req *network.EndpointSettings) error {
-	if !e.networkingEnabled() {
-		return errdefs.NotFoundf("network %s not found", netRef)
-	}
-	n, err := e.o.Networks.Get(netRef)
+	n, err := e.network(netRef)
 	if err != nil {
 		return err
 	}
@@ -656,13 +664,7 @@ func (e *Engine) NetworkConnect(ctx context.Context, netRef, ref string, req *ne
 	if _, ok := c.Networks[n.Name]; ok {
 		return errdefs.Forbiddenf("endpoint with name %s already exists in network %s", c.Name, n.Name)
 	}
-	es := &network.EndpointSettings{NetworkID: n.ID}
-	if req != nil {
-		es.Aliases = slices.Clone(req.Aliases)
-		if req.IPAMConfig != nil {
-			es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: req.IPAMConfig.IPv4Address}
-		}
-	}
+	es := requestedEndpoint(req, n.ID)
 	if err := checkEndpointSettings(n, es); err != nil {
 		return err
 	}
@@ -681,10 +683,7 @@ func (e *Engine) NetworkConnect(ctx context.Context, netRef, ref string, req *ne
 
 // NetworkDisconnect disconnects a container from a network.
 func (e *Engine) NetworkDisconnect(ctx context.Context, netRef, ref string, force bool) error {
-	if !e.networkingEnabled() {
-		return errdefs.NotFoundf("network %s not found", netRef)
-	}
-	n, err := e.o.Networks.Get(netRef)
+	n, err := e.network(netRef)
 	if err != nil {
 		return err
 	}
