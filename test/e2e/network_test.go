@@ -215,6 +215,16 @@ func TestNetworkModes(t *testing.T) {
 	if strings.TrimSpace(out) != "shared" {
 		t.Fatalf("--network container:srv: %q", out)
 	}
+	// --add-host (host-gateway is the default bridge's gateway), --dns,
+	// --dns-search, --dns-option.
+	gw := strings.TrimSpace(mustB(t, d, "", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", "bridge"))
+	files := mustB(t, d, "", "run", "--rm", "--add-host", "db.test:10.9.8.7", "--add-host", "host.test:host-gateway",
+		"--dns", "10.0.0.53", "--dns-search", "example.test", "--dns-option", "ndots:2", "busybox", "cat", "/etc/hosts", "/etc/resolv.conf")
+	for _, want := range []string{"10.9.8.7\tdb.test", gw + "\thost.test", "nameserver 10.0.0.53", "search example.test", "options ndots:2"} {
+		if !strings.Contains(files, want) {
+			t.Errorf("hosts and resolv.conf lack %q:\n%s", want, files)
+		}
+	}
 	// Connect and disconnect a running container.
 	mustB(t, d, "", "network", "create", "extra")
 	mustB(t, d, "", "network", "connect", "--alias", "srv-extra", "extra", "srv")

@@ -171,7 +171,7 @@ func TestRuncPrivileged(t *testing.T) {
 
 func TestRuncUser(t *testing.T) {
 	// nobody is 65534:65534 in the busybox rootfs's /etc/passwd.
-	out, ok := runInRunc(t, "nobody", &container.HostConfig{GroupAdd: []string{"root"}}, `id -u; id -G; touch /etc/x`)
+	out, ok := runInRunc(t, "nobody", &container.HostConfig{GroupAdd: []string{"root"}}, `id -u; id -G; touch /etc/x 2>&1`) // one stream: the order is fixed
 	if ok {
 		t.Errorf("nobody could write /etc:\n%s", out)
 	}
