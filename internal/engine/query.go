@@ -367,3 +367,34 @@ func (e *Engine) ContainerDiskUsage(ctx context.Context) ([]container.Summary, e
 	}
 	return list, nil
 }
+
+// StatsTarget is what the stats endpoint reads for a container: its cgroup
+// (relative to each hierarchy's root, e.g. "/berth/<id>") and its init's
+// pid (for /proc/<pid>/net/dev: the container's network namespace).
+type StatsTarget struct {
+	ID, Name   string
+	CgroupPath string
+	Pid        int
+	Running    bool
+	// Networks names the container's interfaces in its namespace by the
+	// network they belong to ("eth0" -> "bridge"), for the networks key.
+	Networks map[string]string
+}
+
+// StatsTarget finds a container for stats.
+func (e *Engine) StatsTarget(ref string) (StatsTarget, error) {
+	c, err := e.Get(ref)
+	if err != nil {
+		return StatsTarget{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := StatsTarget{ID: c.ID, Name: c.Name, CgroupPath: "/berth/" + c.ID, Pid: c.State.Pid, Running: c.State.Status == container.StateRunning || c.State.Status == container.StatePaused}
+	if e.networkingEnabled() && t.Running && usesSandbox(c.HostConfig) {
+		t.Networks = map[string]string{}
+		for _, ep := range e.o.Networks.ContainerEndpoints(c.ID) {
+			t.Networks[ep.IfName] = ep.NetworkName
+		}
+	}
+	return t, nil
+}
