@@ -41,6 +41,9 @@ type Container struct {
 	// order they are mounted.
 	Mounts       []MountPoint
 	RestartCount int
+	// RestartDelay is the last restart back-off, which the next one grows
+	// from (see restart.go).
+	RestartDelay time.Duration `json:",omitempty"`
 	// Networks are the networks the container joins, by name, with what
 	// the user asked for (aliases, address) and the network's ID; the
 	// addresses themselves are the network manager's while it runs.
@@ -64,6 +67,8 @@ type Container struct {
 	// restarting is set during Restart: the exit in between is not the
 	// end of an auto-removed container.
 	restarting bool
+	// restartTimer ends a restart policy's back-off.
+	restartTimer *time.Timer
 	// tempMounts counts users of a root filesystem mounted for cp or
 	// export of a container that is not running.
 	tempMounts int
@@ -80,6 +85,8 @@ type State struct {
 	FinishedAt time.Time
 	// ManualStop says the user stopped it (for restart policies later).
 	ManualStop bool
+	// NextRestartAt is when a restarting container starts again.
+	NextRestartAt time.Time `json:",omitempty"`
 	// RemoveVolumes records rm -v with the "removing" status, so a removal
 	// a killed daemon left half-done is finished the same way.
 	RemoveVolumes bool `json:",omitempty"`

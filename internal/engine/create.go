@@ -145,10 +145,8 @@ func (e *Engine) validate(cfg *container.Config, hc *container.HostConfig) ([]st
 			return nil, errdefs.Invalidf("unknown or invalid runtime name: %s", hc.Runtime)
 		}
 	}
-	switch hc.RestartPolicy.Name {
-	case "", "no", "always", "unless-stopped", "on-failure":
-	default:
-		return nil, errdefs.Invalidf("invalid restart policy '%s'", hc.RestartPolicy.Name)
+	if err := validateRestart(hc.RestartPolicy, cfg.Labels); err != nil {
+		return nil, err
 	}
 	if hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != "no" && hc.AutoRemove {
 		return nil, errdefs.Invalidf("can't create 'AutoRemove' container with restart policy")

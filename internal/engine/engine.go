@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/internal/dns"
@@ -137,7 +138,27 @@ func (e *Engine) Load(ctx context.Context) error {
 	// crash left (namespaces, veths, leases, rules) goes.
 	e.reconcileNetworks(ctx)
 	e.startNetworkServices()
+	e.startByPolicy(ctx)
 	return nil
+}
+
+// startByPolicy starts, at daemon start, the containers Docker starts
+// then: "always" ones that are not running, and "unless-stopped" ones
+// that were not stopped by hand (after a reboot, say, their shims are
+// gone).
+func (e *Engine) startByPolicy(ctx context.Context) {
+	for _, c := range e.all() {
+		c.mu.Lock()
+		p := c.HostConfig.RestartPolicy.Name
+		want := c.HasBeenStarted && (c.State.Status == container.StateExited || c.State.Status == container.StateCreated) &&
+			(p == container.RestartPolicyAlways || (p == container.RestartPolicyUnlessStopped && !c.State.ManualStop))
+		c.mu.Unlock()
+		if want {
+			if err := e.Start(ctx, c.ID); err != nil {
+				slog.Warn("starting a container by its restart policy failed", "id", shortID(c.ID), "err", err)
+			}
+		}
+	}
 }
 
 // Get finds a container by full ID, name, or unique ID prefix, as Docker

@@ -32,6 +32,15 @@ func (e *Engine) Stop(ctx context.Context, ref string, o StopOptions) error {
 		c.mu.Unlock()
 		return errdefs.NotModified(fmt.Errorf("container %s is not running", shortID(c.ID)))
 	}
+	if c.State.Status == container.StateRestarting {
+		// Nothing runs: stopping ends the back-off.
+		c.cancelRestartLocked()
+		c.State.ManualStop = true
+		err := c.saveLocked()
+		c.notifyLocked()
+		c.mu.Unlock()
+		return err
+	}
 	c.State.ManualStop = true
 	_ = c.saveLocked()
 	sigName := o.Signal
@@ -95,6 +104,10 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 		}
 	}
 	c.mu.Lock()
+	if c.State.Status == container.StateRestarting {
+		c.mu.Unlock()
+		return errdefs.Conflict(fmt.Errorf("cannot kill container: %s: container %s is restarting, wait until the container is running", ref, c.ID))
+	}
 	running := c.State.running()
 	if running && (sig == syscall.SIGKILL || sig == syscall.SIGTERM || sig == syscall.SIGINT) {
 		c.State.ManualStop = true
@@ -243,6 +256,9 @@ func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error 
 		c.removing = false
 		c.mu.Unlock()
 	}()
+	if c.State.Status == container.StateRestarting && o.Force {
+		c.cancelRestartLocked()
+	}
 	if c.State.running() {
 		if !o.Force {
 			c.mu.Unlock()

@@ -250,7 +250,7 @@ func statusText(c *Container) string {
 	case container.StatePaused:
 		return "Up " + units.HumanDuration(time.Since(st.StartedAt)) + " (Paused)"
 	case container.StateRestarting:
-		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
+		return restartStatus(c)
 	case container.StateRemoving:
 		return "Removal In Progress"
 	case container.StateDead:

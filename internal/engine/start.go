@@ -48,6 +48,8 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 	case container.StateRemoving, container.StateDead:
 		return errdefs.Conflict(fmt.Errorf("container %s is marked for removal and cannot be started", shortID(c.ID)))
 	}
+	// A start by hand begins the restart policy afresh, as in Docker.
+	c.RestartCount, c.RestartDelay = 0, 0
 	return e.startLocked(ctx, c, peer)
 }
 
@@ -276,6 +278,9 @@ func (e *Engine) handleExit(c *Container, client *shim.Client, st *shim.ExitStat
 	}
 	c.notifyLocked()
 	autoRemove := c.HostConfig.AutoRemove && !c.restarting
+	if !autoRemove {
+		e.scheduleRestartLocked(c)
+	}
 	c.mu.Unlock()
 	if autoRemove {
 		if err := e.Remove(context.Background(), c.ID, RemoveOptions{Force: true, Volumes: true}); err != nil && !errdefs.IsNotFound(err) {
@@ -302,6 +307,16 @@ func (e *Engine) restore(ctx context.Context, c *Container) {
 				time.Sleep(2 * time.Second)
 				e.restore(context.Background(), c)
 			}()
+			return
+		}
+		if status == container.StateRestarting {
+			// Killed during a back-off: the container had exited and
+			// its resources were released; the timer goes on.
+			c.mu.Lock()
+			_ = unmountRootfs(c)
+			e.teardownNetwork(c)
+			e.resumeRestartLocked(c)
+			c.mu.Unlock()
 			return
 		}
 		if wasRunning {
@@ -353,7 +368,8 @@ func (e *Engine) restore(ctx context.Context, c *Container) {
 	}
 	c.mu.Lock()
 	c.shim = client
-	if !c.State.running() {
+	if !c.State.running() || c.State.Status == container.StateRestarting {
+		// A restart the previous daemon made, before it recorded it.
 		c.State = State{Status: container.StateRunning, Pid: st.Pid, StartedAt: time.Now().UTC()}
 		c.HasBeenStarted = true
 	}

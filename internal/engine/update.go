@@ -65,6 +65,9 @@ func (e *Engine) Update(ctx context.Context, ref string, u container.UpdateConfi
 		r.BlkioWeight = n.BlkioWeight
 	}
 	if u.RestartPolicy.Name != "" {
+		if err := validateRestart(u.RestartPolicy, c.Config.Labels); err != nil {
+			return nil, err
+		}
 		if hc.AutoRemove && u.RestartPolicy.Name != "no" {
 			return nil, errdefs.Invalidf("Restart policy cannot be updated because AutoRemove is enabled for the container")
 		}
