@@ -37,6 +37,11 @@ type runOptions struct {
 	ulimits, capAdd, capDrop, securityOpt     []string
 	stopSignal                                string
 	stopTimeout                               int
+	healthCmd                                 string
+	healthInterval, healthTimeout             time.Duration
+	healthStartPeriod, healthStartInterval    time.Duration
+	healthRetries                             int
+	noHealthcheck                             bool
 	restart, runtime, shmSize                 string
 	groupAdd, sysctls, logOpts                []string
 	logDriver                                 string
@@ -87,6 +92,13 @@ func addCreateFlags(f *pflag.FlagSet, o *runOptions) {
 	f.BoolVar(&o.init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
 	f.StringVar(&o.stopSignal, "stop-signal", "", "Signal to stop the container")
 	f.IntVar(&o.stopTimeout, "stop-timeout", 0, "Timeout (in seconds) to stop a container")
+	f.StringVar(&o.healthCmd, "health-cmd", "", "Command to run to check health")
+	f.DurationVar(&o.healthInterval, "health-interval", 0, "Time between running the check (ms|s|m|h) (default 0s)")
+	f.DurationVar(&o.healthTimeout, "health-timeout", 0, "Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
+	f.DurationVar(&o.healthStartPeriod, "health-start-period", 0, "Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)")
+	f.DurationVar(&o.healthStartInterval, "health-start-interval", 0, "Time between running the check during the start period (ms|s|m|h) (default 0s)")
+	f.IntVar(&o.healthRetries, "health-retries", 0, "Consecutive failures needed to report unhealthy")
+	f.BoolVar(&o.noHealthcheck, "no-healthcheck", false, "Disable any container-specified HEALTHCHECK")
 	// --net, --net-alias and --dns-opt are docker's old names: hidden
 	// aliases sharing their flag's value.
 	f.StringArrayVar(&o.networks, "network", nil, "Connect a container to a network")
@@ -169,6 +181,11 @@ func (o *runOptions) build(image string, cmd []string) (*container.Config, *cont
 	if o.stopTimeout != 0 {
 		t := o.stopTimeout
 		cfg.StopTimeout = &t
+	}
+	if hc, err := o.healthConfig(); err != nil {
+		return nil, nil, err
+	} else if hc != nil {
+		cfg.Healthcheck = hc
 	}
 	env, err := readKVFiles(o.envFiles, "--env-file")
 	if err != nil {
@@ -722,4 +739,35 @@ func parseDNSSearch(s string) (string, error) {
 		return "", fmt.Errorf("--dns-search %q: not a valid domain", s)
 	}
 	return m[1], nil
+}
+
+// healthConfig is docker's: --no-healthcheck excludes the other health
+// flags; the durations and retries must not be negative.
+func (o *runOptions) healthConfig() (*container.HealthConfig, error) {
+	set := o.healthCmd != "" || o.healthInterval != 0 || o.healthTimeout != 0 || o.healthStartPeriod != 0 || o.healthStartInterval != 0 || o.healthRetries != 0
+	if o.noHealthcheck {
+		if set {
+			return nil, fmt.Errorf("--no-healthcheck conflicts with --health-* options")
+		}
+		return &container.HealthConfig{Test: []string{"NONE"}}, nil
+	}
+	if !set {
+		return nil, nil
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"interval", o.healthInterval}, {"timeout", o.healthTimeout}, {"start-period", o.healthStartPeriod}, {"start-interval", o.healthStartInterval}} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("--health-%s cannot be negative", d.name)
+		}
+	}
+	if o.healthRetries < 0 {
+		return nil, fmt.Errorf("--health-retries cannot be negative")
+	}
+	hc := &container.HealthConfig{Interval: o.healthInterval, Timeout: o.healthTimeout, StartPeriod: o.healthStartPeriod, StartInterval: o.healthStartInterval, Retries: o.healthRetries}
+	if o.healthCmd != "" {
+		hc.Test = []string{"CMD-SHELL", o.healthCmd}
+	}
+	return hc, nil
 }

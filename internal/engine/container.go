@@ -44,6 +44,9 @@ type Container struct {
 	// RestartDelay is the last restart back-off, which the next one grows
 	// from (see restart.go).
 	RestartDelay time.Duration `json:",omitempty"`
+	// Health is the health check's state and last results (nil: no
+	// health check).
+	Health *container.Health `json:",omitempty"`
 	// Networks are the networks the container joins, by name, with what
 	// the user asked for (aliases, address) and the network's ID; the
 	// addresses themselves are the network manager's while it runs.
@@ -69,6 +72,8 @@ type Container struct {
 	restarting bool
 	// restartTimer ends a restart policy's back-off.
 	restartTimer *time.Timer
+	// healthCancel stops the health monitor.
+	healthCancel func()
 	// tempMounts counts users of a root filesystem mounted for cp or
 	// export of a container that is not running.
 	tempMounts int

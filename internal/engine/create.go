@@ -124,6 +124,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*Container, []str
 		_ = e.Remove(context.WithoutCancel(ctx), id, RemoveOptions{Force: true, Volumes: true})
 		return nil, nil, err
 	}
+	e.publish(eventContainer, "create", c, nil)
 	return c, warnings, nil
 }
 
@@ -146,6 +147,9 @@ func (e *Engine) validate(cfg *container.Config, hc *container.HostConfig) ([]st
 		}
 	}
 	if err := validateRestart(hc.RestartPolicy, cfg.Labels); err != nil {
+		return nil, err
+	}
+	if _, err := healthProbe(cfg); err != nil {
 		return nil, err
 	}
 	if hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != "no" && hc.AutoRemove {
@@ -221,10 +225,27 @@ func mergeImageConfig(cfg *container.Config, img *images.Resolved) {
 			}
 		}
 	}
-	if cfg.Healthcheck == nil && ic.Healthcheck != nil {
-		cfg.Healthcheck = &container.HealthConfig{
-			Test: ic.Healthcheck.Test, Interval: ic.Healthcheck.Interval, Timeout: ic.Healthcheck.Timeout,
-			StartPeriod: ic.Healthcheck.StartPeriod, Retries: ic.Healthcheck.Retries,
+	// The image's HEALTHCHECK fills what the container leaves zero (an
+	// empty test inherits it), as in Docker.
+	if ih := ic.Healthcheck; ih != nil {
+		if cfg.Healthcheck == nil {
+			cfg.Healthcheck = &container.HealthConfig{}
+		}
+		h := cfg.Healthcheck
+		if len(h.Test) == 0 {
+			h.Test = ih.Test
+		}
+		if h.Interval == 0 {
+			h.Interval = ih.Interval
+		}
+		if h.Timeout == 0 {
+			h.Timeout = ih.Timeout
+		}
+		if h.StartPeriod == 0 {
+			h.StartPeriod = ih.StartPeriod
+		}
+		if h.Retries == 0 {
+			h.Retries = ih.Retries
 		}
 	}
 }

@@ -52,6 +52,9 @@ type Options struct {
 	// InitPath is a static init for --init (default: Debian's tini-static
 	// if present).
 	InitPath string
+	// Events records what happens to containers (nil: nothing is
+	// recorded).
+	Events Publisher
 	// Networks manages bridge networks; nil means containers get only
 	// the none, host and container: modes (and none is the default).
 	Networks *bnet.Manager

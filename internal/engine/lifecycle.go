@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -78,6 +79,7 @@ func (e *Engine) Stop(ctx context.Context, ref string, o StopOptions) error {
 		_, werr := e.waitCondition(wctx, c, container.WaitConditionNotRunning)
 		cancel()
 		if werr == nil {
+			e.publish(eventContainer, "stop", c, nil)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -88,6 +90,9 @@ func (e *Engine) Stop(ctx context.Context, ref string, o StopOptions) error {
 		}
 	}
 	_, err = e.waitCondition(ctx, c, container.WaitConditionNotRunning)
+	if err == nil {
+		e.publish(eventContainer, "stop", c, nil)
+	}
 	return err
 }
 
@@ -124,6 +129,7 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 	if err := rt.Kill(ctx, c.ID, sig, sig == syscall.SIGKILL); err != nil {
 		return err
 	}
+	e.publish(eventContainer, "kill", c, map[string]string{"signal": strconv.Itoa(int(sig))})
 	if sig == syscall.SIGKILL && c.currentStatus() == container.StatePaused {
 		// Frozen processes die only when thawed.
 		_ = rt.Resume(ctx, c.ID)
@@ -133,6 +139,13 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 
 // Restart stops (if running) and starts the container.
 func (e *Engine) Restart(ctx context.Context, ref string, o StopOptions) error {
+	return e.restart(ctx, ref, o, false)
+}
+
+// restart is Restart; byBerth marks a restart berth makes itself (an
+// unhealthy container's), which counts as one of its restarts rather than
+// a start by hand that resets the count.
+func (e *Engine) restart(ctx context.Context, ref string, o StopOptions, byBerth bool) error {
 	c, err := e.Get(ref)
 	if err != nil {
 		return err
@@ -149,7 +162,20 @@ func (e *Engine) Restart(ctx context.Context, ref string, o StopOptions) error {
 	if err := e.Stop(ctx, c.ID, o); err != nil && !errdefs.IsNotModified(err) {
 		return err
 	}
-	return e.Start(ctx, c.ID)
+	c.mu.Lock()
+	count := c.RestartCount
+	c.mu.Unlock()
+	if err := e.Start(ctx, c.ID); err != nil {
+		return err
+	}
+	if byBerth {
+		c.mu.Lock()
+		c.RestartCount = count + 1
+		_ = c.saveLocked()
+		c.mu.Unlock()
+	}
+	e.publish(eventContainer, "restart", c, nil)
+	return nil
 }
 
 // Wait blocks until the container meets the condition and returns its
@@ -317,6 +343,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error 
 	}
 	e.mu.Unlock()
 	e.cleanupFiles(c.ID)
+	e.publish(eventContainer, "destroy", c, nil)
 	close(c.removed)
 	if o.Volumes && e.o.Volumes != nil {
 		for _, name := range anon {
@@ -373,6 +400,11 @@ func (e *Engine) setFrozen(ctx context.Context, ref string, freeze bool) error {
 	c.State.Status = to
 	_ = c.saveLocked()
 	c.notifyLocked()
+	if freeze {
+		e.publishLocked(eventContainer, "pause", c, nil)
+	} else {
+		e.publishLocked(eventContainer, "unpause", c, nil)
+	}
 	return nil
 }
 
@@ -415,5 +447,6 @@ func (e *Engine) Rename(ctx context.Context, ref, newName string) error {
 	if e.names[old] == c.ID {
 		delete(e.names, old)
 	}
+	go e.publish(eventContainer, "rename", c, map[string]string{"oldName": "/" + old})
 	return nil
 }

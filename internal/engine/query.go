@@ -51,6 +51,7 @@ func (e *Engine) Inspect(ctx context.Context, ref string, size bool) (*container
 			Error:      st.Error,
 			StartedAt:  timeString(st.StartedAt),
 			FinishedAt: timeString(st.FinishedAt),
+			Health:     healthCopy(c.Health),
 		},
 		Image:          c.Image.String(),
 		ResolvConfPath: filepath.Join(c.dir, "resolv.conf"),
@@ -206,8 +207,27 @@ func (e *Engine) summaryLocked(c *Container, o ListOptions, before, since *Conta
 	}) {
 		return container.Summary{}, false
 	}
-	if v := f["network"]; len(v) > 0 && !slices.Contains(v, string(c.HostConfig.NetworkMode)) {
+	if v := f["network"]; len(v) > 0 && !slices.ContainsFunc(v, func(n string) bool {
+		if _, ok := c.Networks[n]; ok {
+			return true
+		}
+		for _, es := range c.Networks {
+			if es.NetworkID != "" && strings.HasPrefix(es.NetworkID, n) {
+				return true
+			}
+		}
+		return n == string(c.HostConfig.NetworkMode)
+	}) {
 		return container.Summary{}, false
+	}
+	if v := f["health"]; len(v) > 0 {
+		h := string(container.NoHealthcheck)
+		if c.Health != nil {
+			h = string(c.Health.Status)
+		}
+		if !slices.Contains(v, h) {
+			return container.Summary{}, false
+		}
 	}
 	cmd := strings.Join(append([]string{c.Path}, c.Args...), " ")
 	s := container.Summary{
@@ -227,6 +247,9 @@ func (e *Engine) summaryLocked(c *Container, o ListOptions, before, since *Conta
 		s.Labels = map[string]string{}
 	}
 	s.HostConfig.NetworkMode = string(c.HostConfig.NetworkMode)
+	if c.Health != nil {
+		s.Health = &container.HealthSummary{Status: c.Health.Status, FailingStreak: c.Health.FailingStreak}
+	}
 	nets, ports := e.networkSettingsLocked(c)
 	s.NetworkSettings = &container.NetworkSettingsSummary{Networks: nets}
 	s.Ports = portSummaries(ports)
@@ -246,7 +269,7 @@ func statusText(c *Container) string {
 	st := c.State
 	switch st.Status {
 	case container.StateRunning:
-		return "Up " + units.HumanDuration(time.Since(st.StartedAt))
+		return "Up " + units.HumanDuration(time.Since(st.StartedAt)) + healthSuffix(c.Health)
 	case container.StatePaused:
 		return "Up " + units.HumanDuration(time.Since(st.StartedAt)) + " (Paused)"
 	case container.StateRestarting:

@@ -193,6 +193,7 @@ func (e *Engine) autoRestart(c *Container) {
 	started := time.Now().UTC()
 	err := e.startLocked(context.Background(), c, peer)
 	if err == nil {
+		e.publishLocked(eventContainer, "restart", c, nil)
 		return
 	}
 	slog.Warn("restarting the container failed", "id", shortID(c.ID), "err", err)

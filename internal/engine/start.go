@@ -178,6 +178,8 @@ func (e *Engine) startLocked(ctx context.Context, c *Container, peer *Container)
 		slog.Error("container started but its record was not saved", "id", shortID(c.ID), "err", err)
 	}
 	c.notifyLocked()
+	e.startHealthLocked(c, true)
+	e.publishLocked(eventContainer, "start", c, nil)
 	go e.monitor(c, client)
 	slog.Debug("container started", "id", shortID(c.ID), "prepare", tSpec.Sub(t0), "network", dNet, "shim+create", tShim.Sub(tSpec), "start", time.Since(tShim))
 	return nil
@@ -262,6 +264,7 @@ func (e *Engine) handleExit(c *Container, client *shim.Client, st *shim.ExitStat
 		slog.Warn("container exited; unmount failed", "id", shortID(c.ID), "err", err)
 	}
 	e.teardownNetwork(c)
+	c.stopHealthLocked()
 	c.State.Status = container.StateExited
 	c.State.Pid = 0
 	c.State.ExitCode = st.ExitCode
@@ -277,6 +280,10 @@ func (e *Engine) handleExit(c *Container, client *shim.Client, st *shim.ExitStat
 		slog.Error("container exited but its record was not saved", "id", shortID(c.ID), "err", err)
 	}
 	c.notifyLocked()
+	if st.OOM {
+		e.publishLocked(eventContainer, "oom", c, nil)
+	}
+	e.publishLocked(eventContainer, "die", c, map[string]string{"exitCode": strconv.Itoa(st.ExitCode)})
 	autoRemove := c.HostConfig.AutoRemove && !c.restarting
 	if !autoRemove {
 		e.scheduleRestartLocked(c)
@@ -378,6 +385,7 @@ func (e *Engine) restore(ctx context.Context, c *Container) {
 	} else if c.State.Status == container.StatePaused {
 		c.State.Status = container.StateRunning
 	}
+	e.startHealthLocked(c, false)
 	_ = c.saveLocked()
 	c.mu.Unlock()
 	go e.monitor(c, client)
