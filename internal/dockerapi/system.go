@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/engine"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/images"
 )
@@ -290,6 +291,23 @@ func registryHost(s string) string {
 func (s *Server) berthRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /berth/v1/system/check", route(s.systemCheck))
 	mux.Handle("POST /berth/v1/images/gc", route(s.imagesGC))
+	if s.Containers != nil {
+		mux.Handle("GET /berth/v1/containers/{id}/timeline", route(s.containerTimeline))
+	}
+}
+
+// containerTimeline answers a container's lifecycle timeline (created,
+// started, exits with reasons, restarts, health changes), oldest first.
+func (s *Server) containerTimeline(w http.ResponseWriter, r *http.Request) error {
+	tl, err := s.Containers.Timeline(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if tl == nil {
+		tl = []engine.TimelineEntry{}
+	}
+	writeJSON(w, http.StatusOK, tl)
+	return nil
 }
 
 // CheckProblem is one problem /berth/v1/system/check found.

@@ -47,6 +47,8 @@ type Container struct {
 	// Health is the health check's state and last results (nil: no
 	// health check).
 	Health *container.Health `json:",omitempty"`
+	// Timeline is what happened to the container (timeline.go).
+	Timeline []TimelineEntry `json:",omitempty"`
 	// Networks are the networks the container joins, by name, with what
 	// the user asked for (aliases, address) and the network's ID; the
 	// addresses themselves are the network manager's while it runs.

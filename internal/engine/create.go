@@ -79,6 +79,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*Container, []str
 	c.Platform = img.Config.OS
 	c.Config, c.HostConfig = &cfg, &hc
 	c.Networks = nets
+	c.noteLocked(TimelineEntry{Time: c.Created, Event: "created"})
 	if cfg.Hostname == "" && !hc.NetworkMode.IsHost() {
 		cfg.Hostname = id[:12]
 	}

@@ -201,6 +201,9 @@ func (e *Engine) recordHealth(ctx context.Context, c *Container, p *probe, res *
 	if len(h.Log) > healthLogLen {
 		h.Log = h.Log[len(h.Log)-healthLogLen:]
 	}
+	if h.Status != old {
+		c.noteLocked(TimelineEntry{Time: res.End, Event: "health", Reason: string(h.Status)})
+	}
 	if err := c.saveLocked(); err != nil {
 		slog.Warn("health result not saved", "id", shortID(c.ID), "err", err)
 	}
@@ -226,6 +229,9 @@ func (e *Engine) healthAction(c *Container, action string) {
 	var err error
 	switch action {
 	case "restart":
+		c.mu.Lock()
+		c.noteLocked(TimelineEntry{Event: "restarting", Reason: "unhealthy"})
+		c.mu.Unlock()
 		err = e.restart(ctx, c.ID, StopOptions{}, true)
 	case "stop":
 		err = e.Stop(ctx, c.ID, StopOptions{})

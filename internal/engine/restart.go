@@ -146,6 +146,7 @@ func (e *Engine) scheduleRestartLocked(c *Container) bool {
 	c.RestartDelay = b.Next(c.RestartDelay, ran)
 	c.State.Status = container.StateRestarting
 	c.State.NextRestartAt = time.Now().UTC().Add(c.RestartDelay)
+	c.noteLocked(TimelineEntry{Event: "restarting", Reason: "policy", Delay: c.RestartDelay})
 	if err := c.saveLocked(); err != nil {
 		slog.Error("container record not saved before its restart", "id", shortID(c.ID), "err", err)
 	}

@@ -177,6 +177,7 @@ func (e *Engine) startLocked(ctx context.Context, c *Container, peer *Container)
 	if err := c.saveLocked(); err != nil {
 		slog.Error("container started but its record was not saved", "id", shortID(c.ID), "err", err)
 	}
+	c.noteLocked(TimelineEntry{Time: c.State.StartedAt, Event: "started"})
 	c.notifyLocked()
 	e.startHealthLocked(c, true)
 	e.publishLocked(eventContainer, "start", c, nil)
@@ -276,6 +277,15 @@ func (e *Engine) handleExit(c *Container, client *shim.Client, st *shim.ExitStat
 	for _, x := range c.execs {
 		x.containerExited()
 	}
+	reason := "exit"
+	switch {
+	case st.OOM:
+		reason = "oom"
+	case c.State.ManualStop:
+		reason = "stopped"
+	}
+	code := st.ExitCode
+	c.noteLocked(TimelineEntry{Time: c.State.FinishedAt, Event: "exited", ExitCode: &code, Reason: reason})
 	if err := c.saveLocked(); err != nil {
 		slog.Error("container exited but its record was not saved", "id", shortID(c.ID), "err", err)
 	}

@@ -4,6 +4,7 @@ package e2e
 // policies that survive kill -9 of the daemon.
 
 import (
+	"encoding/json"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -74,6 +75,36 @@ func TestRestartPolicyBackoff(t *testing.T) {
 	}
 	if gaps[len(gaps)-1] < 2*gaps[0] {
 		t.Errorf("restart delays grow too little: %v", gaps)
+	}
+	// The timeline records each exit with its code and each restart with
+	// its growing delay.
+	res, err := d.HTTPClient().Get("http://berth/berth/v1/containers/crash/timeline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tl []struct {
+		Event    string `json:"event"`
+		ExitCode *int   `json:"exitCode"`
+		Reason   string `json:"reason"`
+		Delay    int64  `json:"delay"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&tl); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	var delays []int64
+	for _, ev := range tl {
+		switch ev.Event {
+		case "exited":
+			if ev.ExitCode == nil || *ev.ExitCode != 3 || ev.Reason != "exit" {
+				t.Errorf("timeline exit: %+v", ev)
+			}
+		case "restarting":
+			delays = append(delays, ev.Delay)
+		}
+	}
+	if len(tl) == 0 || tl[0].Event != "created" || len(delays) < 3 || delays[1] <= delays[0] || delays[2] <= delays[1] {
+		t.Errorf("timeline: %+v", tl)
 	}
 	// ps and inspect show the state between attempts.
 	waitFor(t, "a restarting state", 5*time.Second, func() bool {
