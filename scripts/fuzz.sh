@@ -19,6 +19,7 @@ targets=(
 	"./internal/dockerapi FuzzRequest 20000"
 	"./internal/dns FuzzServeMsg 20000"
 	"./internal/network FuzzNetworkInput 20000"
+	"./internal/events FuzzOpen 5000"
 )
 
 for t in "${targets[@]}"; do

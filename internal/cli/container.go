@@ -27,6 +27,7 @@ func containerCommands(g *globals) []*cobra.Command {
 		newCreate(g), newRun(g), newStart(g), newPs(g), newLogs(g), newStop(g), newKill(g),
 		newRestart(g), newRm(g), newWait(g), newExec(g), newAttach(g), newTop(g), newCp(g),
 		newExport(g), newPause(g), newUnpause(g), newRename(g), newUpdate(g), newPort(g),
+		newStats(g),
 	}
 }
 

@@ -152,7 +152,7 @@ Its commands and flags follow Docker's, so habits carry over.`,
 	root.Flags().StringVarP(&g.host, "host", "H", "", "Daemon socket to connect to (env BERTH_HOST; default "+DefaultHost+")")
 
 	root.AddCommand(
-		newVersion(g), newInfo(g), newDaemon(g),
+		newVersion(g), newInfo(g), newDaemon(g), newEvents(g),
 		newPull(g), newPush(g), newImages(g), newTag(g), newRmi(g), newHistory(g),
 		newSave(g), newLoad(g), newImport(g), newInspectAny(g),
 		newLogin(g), newLogout(g),

@@ -24,7 +24,7 @@ func newSystemCmd(g *globals) *cobra.Command {
 		Args:    exactArgs(0),
 		RunE:    func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
-	c.AddCommand(newDf(g), newCheck(g), newGC(g), newInfo(g), newSystemPrune(g))
+	c.AddCommand(newDf(g), newCheck(g), newGC(g), newInfo(g), newSystemPrune(g), newEvents(g))
 	return c
 }
 

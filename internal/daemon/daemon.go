@@ -26,6 +26,7 @@ import (
 	"github.com/berth-dev/berth/internal/dockerapi"
 	"github.com/berth-dev/berth/internal/engine"
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/images"
 	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/remote"
@@ -65,6 +66,7 @@ type Daemon struct {
 	Volumes *volumes.Store
 	Engine  *engine.Engine
 	API     *dockerapi.Server
+	Events  *events.Log
 	lock    *atomicfile.Lock
 }
 
@@ -90,6 +92,8 @@ func Run(ctx context.Context, o Options) error {
 	if m := d.Engine.NetworkManager(); m != nil {
 		_ = m.Close()
 	}
+	// Last: anything published after Close is dropped.
+	_ = d.Events.Close()
 	if path, ok := unixPath(o.Host); ok {
 		_ = os.Remove(path)
 	}
@@ -147,14 +151,19 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	if err != nil {
 		return fail(err)
 	}
+	evlog, err := events.Open(filepath.Join(o.Root, "events"), 0)
+	if err != nil {
+		return fail(fmt.Errorf("opening the event log: %w", err))
+	}
 	nets, err := setupNetworks(ctx, o, cfg)
 	if err != nil {
+		evlog.Close()
 		return fail(err)
 	}
 	eng, err := engine.New(engine.Options{
 		Root: o.Root, ExecRoot: o.ExecRoot, Images: svc, Volumes: vols,
 		Runtimes: runtimes, DefaultRuntime: def, InitPath: cfg.InitPath, Exe: shimExe,
-		Networks: nets,
+		Networks: nets, Events: evlog,
 	})
 	if err != nil {
 		return fail(err)
@@ -177,8 +186,9 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	api := dockerapi.New(dockerapi.Options{
 		Images: svc, Volumes: vols, Containers: eng, Usage: eng,
 		Version: o.Version, Root: o.Root, DefaultRuntime: def, Runtimes: names,
+		Events: evlog,
 	})
-	return &Daemon{Images: svc, Volumes: vols, Engine: eng, API: api, lock: lock}, nil
+	return &Daemon{Images: svc, Volumes: vols, Engine: eng, API: api, Events: evlog, lock: lock}, nil
 }
 
 // setupNetworks opens the bridge network manager, unless the config turns

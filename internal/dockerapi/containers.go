@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
@@ -135,6 +136,9 @@ func parseTime(v string) (time.Time, error) {
 	if v == "" || v == "0" {
 		return time.Time{}, nil
 	}
+	if t, ok := parseUnix(v); ok {
+		return t, nil
+	}
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
 		sec := int64(f)
 		return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
@@ -146,6 +150,35 @@ func parseTime(v string) (time.Time, error) {
 		return time.Now().Add(-d), nil
 	}
 	return time.Time{}, errdefs.Invalidf("invalid time %q: want Unix seconds, RFC 3339 or a duration", v)
+}
+
+// parseUnix reads "SECONDS[.FRACTION]" exactly, as the docker CLI sends
+// it ("1700000000.123456789"): a float64 would lose the nanoseconds, and
+// since and until compare to the nanosecond.
+func parseUnix(v string) (time.Time, bool) {
+	secs, frac, hasFrac := strings.Cut(v, ".")
+	sec, err := strconv.ParseInt(secs, 10, 64)
+	if err != nil || strings.HasPrefix(secs, "+") || (hasFrac && (frac == "" || strings.HasPrefix(secs, "-"))) {
+		return time.Time{}, false
+	}
+	var nsec int64
+	if hasFrac {
+		if strings.Trim(frac, "0123456789") != "" {
+			return time.Time{}, false
+		}
+		if len(frac) > 9 {
+			frac = frac[:9]
+		}
+		n, err := strconv.ParseUint(frac, 10, 32)
+		if err != nil {
+			return time.Time{}, false
+		}
+		nsec = int64(n)
+		for range 9 - len(frac) {
+			nsec *= 10
+		}
+	}
+	return time.Unix(sec, nsec), true
 }
 
 func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) error {

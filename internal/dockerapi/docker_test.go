@@ -55,11 +55,24 @@ func (d *dockerClient) ok(args ...string) string {
 // startDocker serves a fresh Server on a unix socket until the test ends.
 func startDocker(t *testing.T) (*Server, *dockerClient) {
 	t.Helper()
+	requireDocker(t)
+	s := newServer(t)
+	return s, serveDocker(t, s)
+}
+
+// requireDocker skips the test unless the docker CLI can run it.
+func requireDocker(t *testing.T) {
+	t.Helper()
 	testutil.RequireRoot(t)
 	if _, err := os.Stat(dockerCLI); err != nil {
 		t.Skipf("docker CLI not installed at %s", dockerCLI)
 	}
-	s := newServer(t)
+}
+
+// serveDocker serves s on a unix socket until the test ends, for the
+// docker CLI.
+func serveDocker(t *testing.T, s *Server) *dockerClient {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "berth.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -74,7 +87,7 @@ func startDocker(t *testing.T) (*Server, *dockerClient) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return s, &dockerClient{t: t, sock: sock, config: t.TempDir()}
+	return &dockerClient{t: t, sock: sock, config: t.TempDir()}
 }
 
 func mustContain(t *testing.T, what, got string, wants ...string) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/moby/api/pkg/authconfig"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/image"
 	"github.com/opencontainers/go-digest"
 
@@ -156,8 +157,16 @@ func (s *Server) imageTag(w http.ResponseWriter, r *http.Request, name string) e
 	if err != nil {
 		return err
 	}
-	if _, err := s.Images.Records.Tag(r.Context(), name, ref); err != nil {
+	img, err := s.Images.Records.Tag(r.Context(), name, ref)
+	if err != nil {
 		return err
+	}
+	if s.Events != nil {
+		if ref.Tag() == "" {
+			ref = ref.WithTag(reference.DefaultTag)
+		}
+		_, labels := s.imageInfo(r.Context(), img.ID.String())
+		s.publishImage(events.ActionTag, img.ID.String(), ref.Familiar(), labels)
 	}
 	w.WriteHeader(http.StatusCreated)
 	return nil
@@ -165,10 +174,16 @@ func (s *Server) imageTag(w http.ResponseWriter, r *http.Request, name string) e
 
 func (s *Server) imageDelete(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("rest")
+	var id digest.Digest
+	var labels map[string]string
+	if s.Events != nil {
+		id, labels = s.imageInfo(r.Context(), name)
+	}
 	res, err := s.Images.Delete(r.Context(), name, images.DeleteOptions{Force: BoolValue(r, "force"), InUse: s.inUseFunc()})
 	if err != nil {
 		return err
 	}
+	s.publishDeleted(id, labels, res)
 	writeJSON(w, http.StatusOK, deleteResponses(res))
 	return nil
 }
@@ -219,7 +234,11 @@ func (s *Server) imagePrune(w http.ResponseWriter, r *http.Request) error {
 	rep := image.PruneReport{ImagesDeleted: []image.DeleteResponse{}, SpaceReclaimed: uint64(max(gc.Reclaimed, 0))}
 	for _, d := range removed {
 		rep.ImagesDeleted = append(rep.ImagesDeleted, deleteResponses(d)...)
+		if len(d.Deleted) > 0 {
+			s.publishDeleted(d.Deleted[0], nil, d)
+		}
 	}
+	s.prunedEvent(events.ImageEventType, int64(rep.SpaceReclaimed))
 	writeJSON(w, http.StatusOK, rep)
 	return nil
 }
@@ -320,6 +339,7 @@ func (s *Server) imagePull(w http.ResponseWriter, r *http.Request, plat referenc
 	if img.Index != nil {
 		top = img.Index.Digest
 	}
+	s.publishByReference(ctx, events.ActionPull, ref)
 	p.Status("Digest: %s", top)
 	if before == img.ID {
 		p.Status("Status: Image is up to date for %s", ref.Familiar())
@@ -369,6 +389,16 @@ func (s *Server) imageImport(w http.ResponseWriter, r *http.Request, plat refere
 	if err != nil {
 		p.Finish(err)
 		return nil
+	}
+	if s.Events != nil {
+		_, labels := s.imageInfo(r.Context(), img.ID.String())
+		if name != "" {
+			// dockerd tags the import first, with the tag's event.
+			if ref, err := reference.Parse(name); err == nil {
+				s.publishImage(events.ActionTag, img.ID.String(), ref.Familiar(), labels)
+			}
+		}
+		s.publishByID(events.ActionImport, img.ID, labels)
 	}
 	p.Status("%s", img.ID)
 	return nil
@@ -428,6 +458,9 @@ func (s *Server) imagePush(w http.ResponseWriter, r *http.Request, name string) 
 			p.Finish(err)
 			return nil
 		}
+		if pr, err := reference.Parse(ref); err == nil {
+			s.publishByReference(ctx, events.ActionPush, pr)
+		}
 		p.Status("%s: digest: %s size: %d", res.Tag, res.Digest, res.Size)
 		aux, _ := json.Marshal(map[string]any{"Tag": res.Tag, "Digest": res.Digest.String(), "Size": res.Size})
 		p.Send(Message{Aux: json.RawMessage(aux)})
@@ -473,6 +506,12 @@ func (s *Server) imageSave(w http.ResponseWriter, r *http.Request, names []strin
 	if !lw.started {
 		lw.Write(nil)
 	}
+	if s.Events != nil {
+		for _, id := range s.imageIDs(r.Context(), names) {
+			_, labels := s.imageInfo(r.Context(), id.String())
+			s.publishByID(events.ActionSave, id, labels)
+		}
+	}
 	return nil
 }
 
@@ -486,6 +525,16 @@ func (s *Server) imageLoad(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		p.Finish(err)
 		return nil
+	}
+	if s.Events != nil {
+		for _, id := range s.imageIDs(r.Context(), res.Tags) {
+			_, labels := s.imageInfo(r.Context(), id.String())
+			s.publishByID(events.ActionLoad, id, labels)
+		}
+		for _, id := range res.IDs {
+			_, labels := s.imageInfo(r.Context(), id.String())
+			s.publishByID(events.ActionLoad, id, labels)
+		}
 	}
 	for _, t := range res.Tags {
 		p.Send(Message{Stream: "Loaded image: " + t + "\n"})

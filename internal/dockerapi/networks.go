@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/network"
 
 	"github.com/berth-dev/berth/internal/engine"
@@ -255,6 +256,7 @@ func (s *Server) networkCreate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.publishNetwork(events.ActionCreate, n, "")
 	writeJSON(w, http.StatusCreated, network.CreateResponse{ID: n.ID})
 	return nil
 }
@@ -270,8 +272,20 @@ func (s *Server) networkRemove(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Containers.NetworkRemove(r.Context(), a.n.ID); err != nil {
 		return err
 	}
+	s.publishNetwork(events.ActionDestroy, a.n, "")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// publishNetwork publishes a network event with dockerd's attributes: the
+// network's name and type (its driver), and for connect and disconnect
+// the container's full ID.
+func (s *Server) publishNetwork(action events.Action, n *bnet.Network, containerID string) {
+	attrs := map[string]string{"name": n.Name, "type": n.Driver}
+	if containerID != "" {
+		attrs["container"] = containerID
+	}
+	s.Events.Publish(events.NetworkEventType, action, n.ID, attrs)
 }
 
 // userNetwork finds a bridge network for connect and disconnect, which
@@ -299,6 +313,9 @@ func (s *Server) networkConnect(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Containers.NetworkConnect(r.Context(), n.ID, req.Container, req.EndpointConfig); err != nil {
 		return err
 	}
+	if c, err := s.Containers.Get(req.Container); err == nil {
+		s.publishNetwork(events.ActionConnect, n, c.ID)
+	}
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
@@ -312,8 +329,14 @@ func (s *Server) networkDisconnect(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
+	// The container's ID for the event; a forced disconnect of a container
+	// that is gone does nothing, and publishes nothing.
+	c, cerr := s.Containers.Get(req.Container)
 	if err := s.Containers.NetworkDisconnect(r.Context(), n.ID, req.Container, req.Force); err != nil {
 		return err
+	}
+	if cerr == nil {
+		s.publishNetwork(events.ActionDisconnect, n, c.ID)
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
@@ -352,7 +375,9 @@ func (s *Server) networkPrune(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		out.NetworksDeleted = append(out.NetworksDeleted, a.n.Name)
+		s.publishNetwork(events.ActionDestroy, a.n, "")
 	}
+	s.prunedEvent(events.NetworkEventType, 0)
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	berthevents "github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/images"
 	"github.com/berth-dev/berth/internal/volumes"
 )
@@ -63,6 +64,10 @@ type Options struct {
 	Containers ContainerBackend
 	// Usage answers questions about containers; nil means none exist.
 	Usage ContainerUsage
+	// Events is the event log: GET /events serves it, and the image,
+	// volume and network handlers publish to it. nil: no /events, and
+	// nothing is published.
+	Events *berthevents.Log
 	// Version is berth's version, reported as the server version.
 	Version string
 	// Root is berth's data directory (DockerRootDir).
@@ -109,11 +114,18 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // running requests finish for a few seconds, and closes the rest
 // (hijacked attach streams are the engine's to close).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	// Requests outlive ctx so that they can finish, but endless streams
+	// (events) end when the shutdown begins: they learn it from
+	// stopping, which the base context carries.
+	stopping := make(chan struct{})
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		BaseContext: func(net.Listener) context.Context {
+			return context.WithValue(context.WithoutCancel(ctx), stoppingKey{}, (<-chan struct{})(stopping))
+		},
 	}
+	hs.RegisterOnShutdown(func() { close(stopping) })
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {
@@ -130,6 +142,24 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		return fmt.Errorf("serving the API on %s: %w", l.Addr(), err)
 	}
 	return nil
+}
+
+type stoppingKey struct{}
+
+// untilShutdown is ctx (a request's), ended too when the server begins to
+// shut down, for handlers that stream until the client goes away.
+func untilShutdown(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if stopping, ok := ctx.Value(stoppingKey{}).(<-chan struct{}); ok {
+		go func() {
+			select {
+			case <-stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, cancel
 }
 
 // handlerFunc is a handler that returns its error; route renders it.
@@ -163,6 +193,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.networkRoutes(mux)
 	s.berthRoutes(mux)
 	s.containerRoutes(mux)
+	s.eventRoutes(mux)
+	s.statsRoutes(mux)
 }
 
 type versionKey struct{}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/volume"
 
 	"github.com/berth-dev/berth/internal/volumes"
@@ -86,6 +87,7 @@ func (s *Server) volumeCreate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.Events.Publish(events.VolumeEventType, events.ActionCreate, v.Name, map[string]string{"driver": v.Driver})
 	writeJSON(w, http.StatusCreated, s.apiVolume(v, false))
 	return nil
 }
@@ -100,9 +102,15 @@ func (s *Server) volumeInspect(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) volumeRemove(w http.ResponseWriter, r *http.Request) error {
-	if err := s.Volumes.Remove(r.Context(), r.PathValue("name"), BoolValue(r, "force")); err != nil {
+	name := r.PathValue("name")
+	driver := volumes.DriverLocal
+	if v, err := s.Volumes.Get(r.Context(), name); err == nil {
+		driver = v.Driver
+	}
+	if err := s.Volumes.Remove(r.Context(), name, BoolValue(r, "force")); err != nil {
 		return err
 	}
+	s.Events.Publish(events.VolumeEventType, events.ActionDestroy, name, map[string]string{"driver": driver})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -118,6 +126,11 @@ func (s *Server) volumePrune(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := volume.PruneReport{VolumesDeleted: rep.Removed, SpaceReclaimed: uint64(max(rep.Reclaimed, 0))}
+	for _, name := range rep.Removed {
+		// Prune removes local volumes only: berth has no other driver.
+		s.Events.Publish(events.VolumeEventType, events.ActionDestroy, name, map[string]string{"driver": volumes.DriverLocal})
+	}
+	s.prunedEvent(events.VolumeEventType, int64(out.SpaceReclaimed))
 	if out.VolumesDeleted == nil {
 		out.VolumesDeleted = []string{}
 	}
