@@ -42,6 +42,7 @@ type runOptions struct {
 	healthStartPeriod, healthStartInterval    time.Duration
 	healthRetries                             int
 	noHealthcheck                             bool
+	healthOnFailure                           string
 	restart, runtime, shmSize                 string
 	groupAdd, sysctls, logOpts                []string
 	logDriver                                 string
@@ -99,6 +100,7 @@ func addCreateFlags(f *pflag.FlagSet, o *runOptions) {
 	f.DurationVar(&o.healthStartInterval, "health-start-interval", 0, "Time between running the check during the start period (ms|s|m|h) (default 0s)")
 	f.IntVar(&o.healthRetries, "health-retries", 0, "Consecutive failures needed to report unhealthy")
 	f.BoolVar(&o.noHealthcheck, "no-healthcheck", false, "Disable any container-specified HEALTHCHECK")
+	f.StringVar(&o.healthOnFailure, "health-on-failure", "", "Action when the container turns unhealthy: none, restart, stop or kill (sets the label berth.health.on-failure)")
 	// --net, --net-alias and --dns-opt are docker's old names: hidden
 	// aliases sharing their flag's value.
 	f.StringArrayVar(&o.networks, "network", nil, "Connect a container to a network")
@@ -218,6 +220,17 @@ func (o *runOptions) build(image string, cmd []string) (*container.Config, *cont
 			cfg.Labels = map[string]string{}
 		}
 		cfg.Labels[k] = v
+	}
+	if o.healthOnFailure != "" {
+		switch o.healthOnFailure {
+		case "none", "restart", "stop", "kill":
+		default:
+			return nil, nil, fmt.Errorf("--health-on-failure %q: want none, restart, stop or kill", o.healthOnFailure)
+		}
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		cfg.Labels["berth.health.on-failure"] = o.healthOnFailure
 	}
 
 	hc := &container.HostConfig{

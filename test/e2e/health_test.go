@@ -71,7 +71,7 @@ func TestHealthNetworkProbesAndRestart(t *testing.T) {
 	// dies, the container turns unhealthy and is restarted (liveness).
 	serve := "mkdir -p /www && echo ok > /www/index.html && httpd -p 80 -h /www; exec sleep 1000"
 	mustB(t, d, "", "run", "-d", "--name", "live", "--network", "none",
-		"--label", "berth.health.http=80/index.html", "--label", "berth.health.on-failure=restart", "--stop-timeout", "1",
+		"--label", "berth.health.http=80/index.html", "--health-on-failure", "restart", "--stop-timeout", "1",
 		"--health-interval", "200ms", "--health-retries", "2", "busybox", "sh", "-c", serve)
 	waitFor(t, "the HTTP probe to pass", 10*time.Second, func() bool {
 		return inspectField(t, d, "live", "{{.State.Health.Status}}") == "healthy"
