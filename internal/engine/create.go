@@ -59,6 +59,13 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*Container, []str
 	}
 	warnings = append(warnings, netWarnings...)
 	mergeImageConfig(&cfg, img)
+	// After the merge: the image's labels and HEALTHCHECK count too.
+	if err := validateRestart(hc.RestartPolicy, cfg.Labels); err != nil {
+		return nil, nil, err
+	}
+	if _, err := healthProbe(&cfg); err != nil {
+		return nil, nil, err
+	}
 	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {
 		return nil, nil, errdefs.Invalidf("no command specified")
 	}
@@ -146,12 +153,6 @@ func (e *Engine) validate(cfg *container.Config, hc *container.HostConfig) ([]st
 		if _, ok := e.o.Runtimes[hc.Runtime]; !ok {
 			return nil, errdefs.Invalidf("unknown or invalid runtime name: %s", hc.Runtime)
 		}
-	}
-	if err := validateRestart(hc.RestartPolicy, cfg.Labels); err != nil {
-		return nil, err
-	}
-	if _, err := healthProbe(cfg); err != nil {
-		return nil, err
 	}
 	if hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != "no" && hc.AutoRemove {
 		return nil, errdefs.Invalidf("can't create 'AutoRemove' container with restart policy")

@@ -134,7 +134,9 @@ func (e *Engine) Load(ctx context.Context) error {
 		e.containers[c.ID] = c
 		e.names[c.Name] = c.ID
 	}
-	for _, c := range e.containers {
+	// A snapshot: restore starts monitors, whose exits may remove
+	// containers (--rm) from the map meanwhile.
+	for _, c := range e.all() {
 		e.restore(ctx, c)
 	}
 	// After restore: what runs now keeps its network; the rest of what a

@@ -182,7 +182,7 @@ func (e *Engine) healthLoop(ctx context.Context, c *Container, p *probe, started
 // event, and the on-failure action.
 func (e *Engine) recordHealth(ctx context.Context, c *Container, p *probe, res *container.HealthcheckResult, inStartPeriod bool) {
 	c.mu.Lock()
-	if ctx.Err() != nil || c.Health == nil || c.State.Status != container.StateRunning {
+	if ctx.Err() != nil || c.Health == nil || c.State.Status != container.StateRunning || c.State.ManualStop {
 		c.mu.Unlock()
 		return
 	}

@@ -166,6 +166,13 @@ func (e *Engine) restart(ctx context.Context, ref string, o StopOptions, byBerth
 	count := c.RestartCount
 	c.mu.Unlock()
 	if err := e.Start(ctx, c.ID); err != nil {
+		if byBerth {
+			// The stop was berth's, not the user's: the policy still holds.
+			c.mu.Lock()
+			c.State.ManualStop = false
+			_ = c.saveLocked()
+			c.mu.Unlock()
+		}
 		return err
 	}
 	if byBerth {

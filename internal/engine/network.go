@@ -123,6 +123,11 @@ func (e *Engine) validateNetwork(cfg *container.Config, hc *container.HostConfig
 			}
 			return nil, nil, err
 		}
+		if name == primary && !nm.IsBridge() {
+			// Referred to by ID or prefix: record the name, which the
+			// container's networks are keyed by.
+			hc.NetworkMode = container.NetworkMode(n.Name)
+		}
 		es := requestedEndpoint(eps[name], n.ID)
 		if err := checkEndpointSettings(n, es); err != nil {
 			return nil, nil, err
@@ -504,10 +509,16 @@ func (e *Engine) ensureDNS(n *bnet.Network) {
 		return
 	}
 	id := n.ID
-	srv, err := dns.Start(context.Background(), dns.Config{
+	cfg := dns.Config{
 		Addr:   netip.AddrPortFrom(n.Gateway, 53),
 		Lookup: func(name string) []netip.Addr { return e.lookupName(id, name) },
-	})
+	}
+	if n.Internal {
+		// No egress means no DNS egress either (Docker's CVE-2024-29018):
+		// only the network's own names are answered.
+		cfg.Upstreams = []netip.AddrPort{}
+	}
+	srv, err := dns.Start(context.Background(), cfg)
 	if err != nil {
 		slog.Warn("no DNS by container name on this network", "network", n.Name, "err", err)
 		return
@@ -572,17 +583,17 @@ func (e *Engine) reconcileNetworks(ctx context.Context) {
 	if !e.networkingEnabled() {
 		return
 	}
-	live := func(id string) bool {
-		e.mu.Lock()
-		c := e.containers[id]
-		e.mu.Unlock()
-		if c == nil {
-			return false
-		}
+	// The set is taken before Reconcile, which holds the manager's lock:
+	// asking a container under it would wait for c.mu, which an exit or a
+	// restart holds while it waits for the manager (a deadlock).
+	running := map[string]bool{}
+	for _, c := range e.all() {
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.State.running()
+		// A restarting container keeps nothing between its attempts.
+		running[c.ID] = c.State.running() && c.State.Status != container.StateRestarting
+		c.mu.Unlock()
 	}
+	live := func(id string) bool { return running[id] }
 	if err := e.o.Networks.Reconcile(ctx, live); err != nil {
 		slog.Warn("reconciling networks", "err", err)
 	}

@@ -58,7 +58,7 @@ func ParseBackoff(labels map[string]string) (Backoff, error) {
 			return nil
 		}
 		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
+		if err != nil || d <= 0 {
 			return errdefs.Invalidf("label %s=%q: want a duration such as 500ms or 2m", key, v)
 		}
 		*dst = d

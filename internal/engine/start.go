@@ -372,6 +372,10 @@ func (e *Engine) restore(ctx context.Context, c *Container) {
 		c.mu.Lock()
 		_ = unmountRootfs(c)
 		e.teardownNetwork(c)
+		if c.State.Status == container.StateRestarting {
+			// Killed in the middle of a policy restart: try again.
+			e.resumeRestartLocked(c)
+		}
 		c.mu.Unlock()
 		return
 	}

@@ -72,19 +72,20 @@ func rootTag(root string) string { return hashHex(root)[:6] }
 type chainSet struct {
 	fwd  string // filter: forwarding to and from its bridges
 	iso  string // filter: isolation, no forwarding between its bridges
+	in   string // filter INPUT: no loopback-addressed packets from bridges
 	nat  string // nat: DNAT of published ports
 	post string // nat: masquerading
 }
 
 func chainsFor(tag string) chainSet {
 	p := "BERTH-" + tag
-	return chainSet{fwd: p + "-FWD", iso: p + "-ISO", nat: p + "-NAT", post: p + "-POST"}
+	return chainSet{fwd: p + "-FWD", iso: p + "-ISO", in: p + "-IN", nat: p + "-NAT", post: p + "-POST"}
 }
 
 // all lists the chains with their tables, in the order they can be
 // deleted (FWD jumps to ISO, so it goes first).
 func (c chainSet) all() [][2]string {
-	return [][2]string{{tableFilter, c.fwd}, {tableFilter, c.iso}, {tableNAT, c.nat}, {tableNAT, c.post}}
+	return [][2]string{{tableFilter, c.fwd}, {tableFilter, c.iso}, {tableFilter, c.in}, {tableNAT, c.nat}, {tableNAT, c.post}}
 }
 
 // defaultBridgeName is the default network's bridge when Config leaves it

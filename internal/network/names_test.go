@@ -272,6 +272,8 @@ func TestNetworkRules(t *testing.T) {
 		"BERTH-abc123-ISO -o br-x " + c + " -j DROP",
 		"BERTH-abc123-FWD -i br-x ! -o br-x " + c + " -j ACCEPT",
 		"BERTH-abc123-FWD -o br-x -m conntrack --ctstate RELATED,ESTABLISHED " + c + " -j ACCEPT",
+		"BERTH-abc123-FWD -o br-x " + c + " -j DROP",
+		"BERTH-abc123-IN -i br-x -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT " + c + " -j DROP",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("networkRules (-want +got):\n%s", diff)

@@ -56,6 +56,7 @@ func (m *Manager) jumpRules() []rule {
 	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	return []rule{
 		{table: tableFilter, chain: "FORWARD", spec: cat(c, []string{"-j", m.chains.fwd}), top: true},
+		{table: tableFilter, chain: "INPUT", spec: cat(c, []string{"-j", m.chains.in}), top: true},
 		{table: tableNAT, chain: "PREROUTING", spec: cat(local, c, []string{"-j", m.chains.nat})},
 		{table: tableNAT, chain: "OUTPUT", spec: cat(local, c, []string{"-j", m.chains.nat})},
 		{table: tableNAT, chain: "POSTROUTING", spec: cat(c, []string{"-j", m.chains.post})},
@@ -95,8 +96,18 @@ func (m *Manager) networkRules(n *Network) []rule {
 	} else {
 		rs = append(rs,
 			fwd("-i", br, "!", "-o", br, "-j", "ACCEPT"),
-			fwd("-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"))
+			fwd("-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+			// Nothing else enters the bridge from outside: ip_forward is
+			// on, and the host's FORWARD policy may be ACCEPT (Docker
+			// sets DROP for this). Published ports' accepts come first.
+			fwd("-o", br, "-j", "DROP"))
 	}
+	// route_localnet lets the host reach published ports on 127.0.0.1;
+	// without this drop it would also let a container send packets to
+	// the host's loopback-only services (CVE-2020-8558).
+	rs = append(rs, rule{table: tableFilter, chain: m.chains.in, spec: cat(
+		[]string{"-i", br, "-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT"},
+		c, []string{"-j", "DROP"})})
 	return rs
 }
 
@@ -120,7 +131,7 @@ func (m *Manager) portRules(containerID, br string, ip netip.Addr, ports []PortM
 		spec = append(spec, "--dport", strconv.Itoa(int(p.HostPort)), "!", "-i", br)
 		spec = cat(spec, c, []string{"-j", "DNAT", "--to-destination", netip.AddrPortFrom(ip, p.ContainerPort).String()})
 		add(rule{table: tableNAT, chain: m.chains.nat, spec: spec})
-		add(rule{table: tableFilter, chain: m.chains.fwd, spec: cat(
+		add(rule{table: tableFilter, chain: m.chains.fwd, top: true, spec: cat(
 			[]string{"-d", ip.String() + "/32", "!", "-i", br, "-o", br, "-p", p.Proto, "--dport", strconv.Itoa(int(p.ContainerPort))},
 			c, []string{"-j", "ACCEPT"})})
 	}

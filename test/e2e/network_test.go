@@ -291,7 +291,9 @@ func TestNetworkInternal(t *testing.T) {
 	// "Outside" is a container of a second daemon: an address berth made,
 	// reached only by routing through the host, as the internet would be.
 	other := ctrDaemon(t, "berth")
-	mustB(t, other, "", append([]string{"run", "-d", "--name", "target", "busybox"}, httpdCmd("reached")...)...)
+	// Its port is published: a bridge takes in from outside only what is
+	// published (and replies).
+	mustB(t, other, "", append([]string{"run", "-d", "--name", "target", "-p", "127.0.0.1::80", "busybox"}, httpdCmd("reached")...)...)
 	target := inspectField(t, other, "target", `{{.NetworkSettings.Networks.bridge.IPAddress}}`)
 	try := func(ip string) string {
 		return "for i in 1 2 3 4 5; do timeout 1 wget -q -O- http://" + ip + "/ && exit 0; sleep 0.2; done; exit 1"
@@ -305,6 +307,14 @@ func TestNetworkInternal(t *testing.T) {
 	}
 	if out, _, code := d.Berth("", "run", "--rm", "--network", "sealed", "busybox", "sh", "-c", try(target)); code == 0 {
 		t.Fatalf("a container on an internal network reached %s: %q", target, out)
+	}
+	// A port that is not published is not reachable from outside its
+	// bridge, though the host forwards (ip_forward) and its FORWARD
+	// policy accepts.
+	mustB(t, other, "", append([]string{"run", "-d", "--name", "private", "busybox"}, httpdCmd("private")...)...)
+	private := inspectField(t, other, "private", `{{.NetworkSettings.Networks.bridge.IPAddress}}`)
+	if out, _, code := d.Berth("", "run", "--rm", "--network", "open", "busybox", "sh", "-c", try(private)); code == 0 {
+		t.Fatalf("an unpublished port of another bridge's container was reached: %q", out)
 	}
 	// Inside the internal network, containers still reach each other.
 	mustB(t, d, "", append([]string{"run", "-d", "--name", "inner", "--network", "sealed", "busybox"}, httpdCmd("inner")...)...)
