@@ -608,6 +608,13 @@ func (e *Engine) NetworkCreate(ctx context.Context, o bnet.CreateOptions) (*bnet
 	case network.NetworkHost, network.NetworkNone, network.NetworkBridge, network.NetworkDefault:
 		return nil, errdefs.Forbiddenf("%s is a pre-defined network and cannot be created", o.Name)
 	}
+	// Docker's bridge driver options change behaviour; accepting and
+	// ignoring one (enable_icc=false above all) would be a silent lie.
+	for k, v := range o.Options {
+		if strings.HasPrefix(k, "com.docker.network.") {
+			return nil, errdefs.Invalidf("network %s: option %s=%s is not supported yet", o.Name, k, v)
+		}
+	}
 	return e.o.Networks.Create(ctx, o)
 }
 

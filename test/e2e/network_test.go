@@ -256,6 +256,7 @@ func TestNetworkBadInput(t *testing.T) {
 		{[]string{"network", "create", "--subnet", "10.212.300.0/24", "badcidr"}, "10.212.300.0/24"},
 		{[]string{"network", "create", "--subnet", "10.212.8.0/24", "--gateway", "10.212.9.1", "badgw"}, "10.212.9.1"},
 		{[]string{"network", "create", "first"}, "first"},
+		{[]string{"network", "create", "-o", "com.docker.network.bridge.enable_icc=false", "noicc"}, "enable_icc"},
 		{[]string{"network", "rm", "bridge"}, "pre-defined"},
 		{[]string{"network", "rm", "nosuchnet"}, "nosuchnet"},
 		{[]string{"run", "--rm", "--network", "nosuchnet", "busybox", "true"}, "nosuchnet"},
