@@ -18,20 +18,14 @@ const (
 
 // publish records a container event with Docker's attributes: the
 // container's labels, its name and image, and extra (exitCode, signal,
-// execID, ...). Callers must not hold c.mu.
+// ...). Callers must not hold c.mu.
 func (e *Engine) publish(typ events.Type, action string, c *Container, extra map[string]string) {
 	if e.o.Events == nil {
 		return
 	}
 	c.mu.Lock()
-	attrs := map[string]string{}
-	maps.Copy(attrs, c.Config.Labels)
-	attrs["name"] = c.Name
-	attrs["image"] = c.Config.Image
-	id := c.ID
-	c.mu.Unlock()
-	maps.Copy(attrs, extra)
-	e.o.Events.Publish(typ, events.Action(action), id, attrs)
+	defer c.mu.Unlock()
+	e.publishLocked(typ, action, c, extra)
 }
 
 // publishLocked is publish for callers that hold c.mu.

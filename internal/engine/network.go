@@ -477,9 +477,9 @@ func etcHostsEntry(ip netip.Addr, hostname string) string {
 	return ip.String() + "\t" + hostname + "\n"
 }
 
-// resolvConfFor picks the container's nameservers: berth's DNS server on a
-// user-defined network's gateway, else the host's (Docker's default
-// bridge does the same).
+// dnsServerFor is the nameserver of a container on a user-defined
+// network: berth's DNS server on its gateway, when it runs. Otherwise the
+// host's resolvers are used (as Docker's default bridge does).
 func (e *Engine) dnsServerFor(c *Container) (netip.Addr, bool) {
 	if !e.networkingEnabled() || !usesSandbox(c.HostConfig) {
 		return netip.Addr{}, false
@@ -554,7 +554,7 @@ func (e *Engine) StopDNS() {
 // of its endpoints (the manager's aliases are recorded at attach; a
 // renamed container is found by its current name too).
 func (e *Engine) lookupName(networkID, name string) []netip.Addr {
-	if c, err := e.Get(name); err == nil && strings.EqualFold(c.Name, name) {
+	if c, err := e.Get(name); err == nil && c.nameIs(name) {
 		for _, ep := range e.o.Networks.ContainerEndpoints(c.ID) {
 			if ep.NetworkID == networkID {
 				return []netip.Addr{ep.IP}
@@ -726,13 +726,6 @@ func (e *Engine) NetworkDisconnect(ctx context.Context, netRef, ref string, forc
 	return c.saveLocked()
 }
 
-// writeNetworkFiles adds the container's own address to /etc/hosts, and
-// returns the nameserver override for resolv.conf.
-func hostsWithSelf(hosts string, ip netip.Addr, hostname string, aliases ...string) string {
-	line := etcHostsEntry(ip, strings.Join(append([]string{hostname}, aliases...), " "))
-	return hosts + line
-}
-
 // etcFilesFrom returns the paths of another container's hostname, hosts
 // and resolv.conf (network mode container:X).
 func etcFilesFrom(other *Container) (hostname, hosts, resolv string) {
@@ -780,3 +773,11 @@ func portSummaries(pm network.PortMap) []container.PortSummary {
 
 // NetworkManager is the bridge network manager, or nil.
 func (e *Engine) NetworkManager() *bnet.Manager { return e.o.Networks }
+
+// nameIs reports whether the container is called name (any case), read
+// under its lock: Rename changes it.
+func (c *Container) nameIs(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.EqualFold(c.Name, name)
+}
