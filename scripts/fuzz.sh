@@ -20,6 +20,7 @@ targets=(
 	"./internal/dns FuzzServeMsg 20000"
 	"./internal/network FuzzNetworkInput 20000"
 	"./internal/events FuzzOpen 5000"
+	"./internal/probe FuzzParse 100000"
 )
 
 for t in "${targets[@]}"; do

@@ -21,6 +21,8 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/spf13/pflag"
+
+	"github.com/berth-dev/berth/internal/probe"
 )
 
 // runOptions are the flags of create and run, as Docker names them.
@@ -43,6 +45,10 @@ type runOptions struct {
 	healthRetries                             int
 	noHealthcheck                             bool
 	healthOnFailure                           string
+	livenessProbe, readinessProbe, startProbe string
+	restartDelay, restartMaxDelay             time.Duration
+	restartResetAfter                         time.Duration
+	restartFactor                             float64
 	restart, runtime, shmSize                 string
 	groupAdd, sysctls, logOpts                []string
 	logDriver                                 string
@@ -101,6 +107,13 @@ func addCreateFlags(f *pflag.FlagSet, o *runOptions) {
 	f.IntVar(&o.healthRetries, "health-retries", 0, "Consecutive failures needed to report unhealthy")
 	f.BoolVar(&o.noHealthcheck, "no-healthcheck", false, "Disable any container-specified HEALTHCHECK")
 	f.StringVar(&o.healthOnFailure, "health-on-failure", "", "Action when the container turns unhealthy: none, restart, stop or kill (sets the label berth.health.on-failure)")
+	f.StringVar(&o.livenessProbe, "liveness-probe", "", "Liveness probe replacing the health check, e.g. http=8080/healthz,interval=5s (sets the label berth.probe.liveness)")
+	f.StringVar(&o.readinessProbe, "readiness-probe", "", "Readiness probe, e.g. tcp=5432,retries=2 or cmd=test -f /ready (sets the label berth.probe.readiness)")
+	f.StringVar(&o.startProbe, "startup-probe", "", "Startup probe: the other probes wait until it passes; failing it kills the container (sets the label berth.probe.startup)")
+	f.DurationVar(&o.restartDelay, "restart-delay", 0, "First restart back-off (default 100ms; sets the label berth.restart.delay)")
+	f.DurationVar(&o.restartMaxDelay, "restart-max-delay", 0, "Longest restart back-off (default 1m; sets the label berth.restart.max-delay)")
+	f.Float64Var(&o.restartFactor, "restart-factor", 0, "Growth of the restart back-off per restart (default 2; sets the label berth.restart.factor)")
+	f.DurationVar(&o.restartResetAfter, "restart-reset-after", 0, "A run this long resets the restart back-off (default 10s; sets the label berth.restart.reset-after)")
 	// --net, --net-alias and --dns-opt are docker's old names: hidden
 	// aliases sharing their flag's value.
 	f.StringArrayVar(&o.networks, "network", nil, "Connect a container to a network")
@@ -231,6 +244,9 @@ func (o *runOptions) build(image string, cmd []string) (*container.Config, *cont
 			cfg.Labels = map[string]string{}
 		}
 		cfg.Labels["berth.health.on-failure"] = o.healthOnFailure
+	}
+	if err := o.supervisionLabels(cfg); err != nil {
+		return nil, nil, err
 	}
 
 	hc := &container.HostConfig{
@@ -783,4 +799,51 @@ func (o *runOptions) healthConfig() (*container.HealthConfig, error) {
 		hc.Test = []string{"CMD-SHELL", o.healthCmd}
 	}
 	return hc, nil
+}
+
+// supervisionLabels turns the probe and back-off flags into the labels
+// the daemon reads (so they travel through Docker's API unchanged). The
+// values are checked here too, for an error that names the flag.
+func (o *runOptions) supervisionLabels(cfg *container.Config) error {
+	set := func(k, v string) {
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		cfg.Labels[k] = v
+	}
+	for _, p := range []struct{ flag, label, v string }{
+		{"liveness-probe", "berth.probe.liveness", o.livenessProbe},
+		{"readiness-probe", "berth.probe.readiness", o.readinessProbe},
+		{"startup-probe", "berth.probe.startup", o.startProbe},
+	} {
+		if p.v == "" {
+			continue
+		}
+		if _, err := probe.Parse(p.v); err != nil {
+			return fmt.Errorf("--%s: %w", p.flag, err)
+		}
+		set(p.label, p.v)
+	}
+	for _, d := range []struct {
+		flag, label string
+		v           time.Duration
+	}{
+		{"restart-delay", "berth.restart.delay", o.restartDelay},
+		{"restart-max-delay", "berth.restart.max-delay", o.restartMaxDelay},
+		{"restart-reset-after", "berth.restart.reset-after", o.restartResetAfter},
+	} {
+		switch {
+		case d.v < 0:
+			return fmt.Errorf("--%s: cannot be negative", d.flag)
+		case d.v > 0:
+			set(d.label, d.v.String())
+		}
+	}
+	if o.restartFactor != 0 {
+		if o.restartFactor < 1 || o.restartFactor > 100 {
+			return fmt.Errorf("--restart-factor %g: want a number from 1 to 100", o.restartFactor)
+		}
+		set("berth.restart.factor", strconv.FormatFloat(o.restartFactor, 'g', -1, 64))
+	}
+	return nil
 }

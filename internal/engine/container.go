@@ -47,6 +47,10 @@ type Container struct {
 	// Health is the health check's state and last results (nil: no
 	// health check).
 	Health *container.Health `json:",omitempty"`
+	// Readiness and Startup are the berth.probe.readiness and
+	// berth.probe.startup probes' states (nil: no such probe).
+	Readiness *ProbeState `json:",omitempty"`
+	Startup   *ProbeState `json:",omitempty"`
 	// Timeline is what happened to the container (timeline.go).
 	Timeline []TimelineEntry `json:",omitempty"`
 	// Networks are the networks the container joins, by name, with what
@@ -76,6 +80,8 @@ type Container struct {
 	restartTimer *time.Timer
 	// healthCancel stops the health monitor.
 	healthCancel func()
+	// oomCancel stops the live OOM watch.
+	oomCancel func()
 	// tempMounts counts users of a root filesystem mounted for cp or
 	// export of a container that is not running.
 	tempMounts int
@@ -88,6 +94,9 @@ type State struct {
 	ExitCode   int
 	Error      string
 	OOMKilled  bool
+	// OOMKills is the cgroup's oom_kill count the live watch reported
+	// during this run (an "oom" event each).
+	OOMKills int64 `json:",omitempty"`
 	StartedAt  time.Time
 	FinishedAt time.Time
 	// ManualStop says the user stopped it (for restart policies later).

@@ -63,7 +63,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*Container, []str
 	if err := validateRestart(hc.RestartPolicy, cfg.Labels); err != nil {
 		return nil, nil, err
 	}
-	if _, err := healthProbe(&cfg); err != nil {
+	if _, _, _, err := probes(&cfg); err != nil {
 		return nil, nil, err
 	}
 	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {

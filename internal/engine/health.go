@@ -21,6 +21,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/probe"
 	"github.com/berth-dev/berth/internal/shim"
 )
 
@@ -32,19 +33,40 @@ import (
 //     container's network namespace, so the image needs no curl:
 //     label berth.health.http=PORT[/PATH] or berth.health.tcp=PORT (they
 //     replace the exec probe; the timing flags still apply);
+//   - three roles: the liveness probe (Docker's health check, or the label
+//     berth.probe.liveness=SPEC, which replaces it), a readiness probe
+//     (berth.probe.readiness=SPEC: reported in inspect's State.Readiness
+//     and by readiness_status events; later it gates traffic) and a
+//     startup probe (berth.probe.startup=SPEC: until it passes, the other
+//     two wait; when it fails Retries times in a row the container is
+//     killed, and its restart policy decides what comes next). SPEC is
+//     internal/probe's compact form, e.g. "http=8080/ready,interval=2s";
 //   - an action when the container turns unhealthy (Docker cannot restart
 //     an unhealthy container, moby#28400): label
 //     berth.health.on-failure=none|restart|stop|kill (default none).
 //
-// States are Docker's: starting, then healthy after a passing probe, and
-// unhealthy after Retries failures in a row (failures in the start
-// period do not count). The last five results are kept in the record.
+// Liveness states are Docker's: starting, then healthy after a passing
+// probe, and unhealthy after Retries failures in a row (failures in the
+// start period do not count). The last five results of each probe are
+// kept in the record.
 
 // Labels of berth's probe extensions.
 const (
 	LabelHealthHTTP      = "berth.health.http"
 	LabelHealthTCP       = "berth.health.tcp"
 	LabelHealthOnFailure = "berth.health.on-failure"
+	LabelProbeLiveness   = "berth.probe.liveness"
+	LabelProbeReadiness  = "berth.probe.readiness"
+	LabelProbeStartup    = "berth.probe.startup"
+)
+
+// Readiness and startup states.
+const (
+	ProbeNotReady = "not-ready"
+	ProbeReady    = "ready"
+	ProbeStarting = "starting"
+	ProbeStarted  = "started"
+	ProbeFailed   = "failed"
 )
 
 // Docker's defaults.
@@ -57,29 +79,98 @@ const (
 	healthOutputMax            = 4096
 )
 
-// probe is a container's resolved health check.
-type probe struct {
-	kind                                        string // "exec", "http", "tcp"
-	cmd                                         []string
-	port                                        uint16
-	path                                        string
-	interval, timeout, startPeriod, startInterv time.Duration
-	retries                                     int
-	onFailure                                   string
+// ProbeState is a readiness or startup probe's state and last results.
+type ProbeState struct {
+	Status        string
+	FailingStreak int
+	SuccessStreak int
+	Log           []*container.HealthcheckResult
 }
 
-// healthProbe resolves the container's probe, or nil when it has none.
-func healthProbe(cfg *container.Config) (*probe, error) {
+func (s *ProbeState) copy() *ProbeState {
+	if s == nil {
+		return nil
+	}
+	out := *s
+	out.Log = make([]*container.HealthcheckResult, 0, len(s.Log))
+	for _, r := range s.Log {
+		cp := *r
+		out.Log = append(out.Log, &cp)
+	}
+	return &out
+}
+
+// role names what a probe decides.
+type role string
+
+const (
+	roleLiveness  role = "health"
+	roleReadiness role = "readiness"
+	roleStartup   role = "startup"
+)
+
+// check is a container's resolved probe.
+type check struct {
+	probe.Spec
+	// docker marks a HEALTHCHECK (or the berth.health.* labels): its
+	// first probe waits an interval, and its start period applies.
+	docker                     bool
+	startPeriod, startInterval time.Duration
+	onFailure                  string
+}
+
+// labelProbe reads a berth.probe.* label, or nil when it is not set.
+func labelProbe(cfg *container.Config, label string) (*check, error) {
+	v, ok := cfg.Labels[label]
+	if !ok {
+		return nil, nil
+	}
+	s, err := probe.Parse(v)
+	if err != nil {
+		return nil, errdefs.Invalidf("label %s: %v", label, err)
+	}
+	if label != LabelProbeReadiness && s.Successes != 1 {
+		return nil, errdefs.Invalidf("label %s: successes must be 1 for a %s probe (as in Kubernetes)", label, strings.TrimPrefix(label, "berth.probe."))
+	}
+	return &check{Spec: *s, onFailure: "none"}, nil
+}
+
+// probes resolves the container's three probes; each may be nil.
+func probes(cfg *container.Config) (live, ready, startup *check, err error) {
+	if live, err = healthProbe(cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	if ready, err = labelProbe(cfg, LabelProbeReadiness); err != nil {
+		return nil, nil, nil, err
+	}
+	if startup, err = labelProbe(cfg, LabelProbeStartup); err != nil {
+		return nil, nil, nil, err
+	}
+	return live, ready, startup, nil
+}
+
+// healthProbe resolves the container's liveness probe, or nil when it has
+// none.
+func healthProbe(cfg *container.Config) (*check, error) {
 	hc := cfg.Healthcheck
-	p := &probe{onFailure: "none"}
+	onFailure := "none"
 	if v, ok := cfg.Labels[LabelHealthOnFailure]; ok {
 		switch v {
 		case "none", "restart", "stop", "kill":
-			p.onFailure = v
+			onFailure = v
 		default:
 			return nil, errdefs.Invalidf("label %s=%q: want none, restart, stop or kill", LabelHealthOnFailure, v)
 		}
 	}
+	if _, ok := cfg.Labels[LabelProbeLiveness]; ok {
+		p, err := labelProbe(cfg, LabelProbeLiveness)
+		if err != nil {
+			return nil, err
+		}
+		p.onFailure = onFailure
+		return p, nil
+	}
+	p := &check{docker: true, onFailure: onFailure}
 	switch {
 	case cfg.Labels[LabelHealthHTTP] != "":
 		v := cfg.Labels[LabelHealthHTTP]
@@ -88,30 +179,30 @@ func healthProbe(cfg *container.Config) (*probe, error) {
 		if err != nil || n == 0 {
 			return nil, errdefs.Invalidf("label %s=%q: want PORT or PORT/PATH", LabelHealthHTTP, v)
 		}
-		p.kind, p.port, p.path = "http", uint16(n), "/"+path
+		p.Kind, p.Port, p.Path = probe.KindHTTP, uint16(n), "/"+path
 	case cfg.Labels[LabelHealthTCP] != "":
 		v := cfg.Labels[LabelHealthTCP]
 		n, err := strconv.ParseUint(v, 10, 16)
 		if err != nil || n == 0 {
 			return nil, errdefs.Invalidf("label %s=%q: want a port", LabelHealthTCP, v)
 		}
-		p.kind, p.port = "tcp", uint16(n)
+		p.Kind, p.Port = probe.KindTCP, uint16(n)
 	case hc == nil || len(hc.Test) == 0 || hc.Test[0] == "NONE":
 		return nil, nil
 	case hc.Test[0] == "CMD" && len(hc.Test) > 1:
-		p.kind, p.cmd = "exec", hc.Test[1:]
+		p.Kind, p.Cmd = probe.KindExec, hc.Test[1:]
 	case hc.Test[0] == "CMD-SHELL" && len(hc.Test) == 2:
-		p.kind, p.cmd = "exec", []string{"/bin/sh", "-c", hc.Test[1]}
+		p.Kind, p.Cmd = probe.KindExec, []string{"/bin/sh", "-c", hc.Test[1]}
 	default:
 		return nil, errdefs.Invalidf("invalid healthcheck test %q: want NONE, CMD args... or CMD-SHELL command", hc.Test)
 	}
-	p.interval, p.timeout, p.startInterv, p.retries = defaultHealthInterval, defaultHealthTimeout, defaultHealthStartInterval, defaultHealthRetries
+	p.Interval, p.Timeout, p.startInterval, p.Retries, p.Successes = defaultHealthInterval, defaultHealthTimeout, defaultHealthStartInterval, defaultHealthRetries, 1
 	if hc != nil {
 		for _, d := range []struct {
 			name string
 			v    time.Duration
 			dst  *time.Duration
-		}{{"interval", hc.Interval, &p.interval}, {"timeout", hc.Timeout, &p.timeout}, {"start-period", hc.StartPeriod, &p.startPeriod}, {"start-interval", hc.StartInterval, &p.startInterv}} {
+		}{{"interval", hc.Interval, &p.Interval}, {"timeout", hc.Timeout, &p.Timeout}, {"start-period", hc.StartPeriod, &p.startPeriod}, {"start-interval", hc.StartInterval, &p.startInterval}} {
 			switch {
 			case d.v < 0:
 				return nil, errdefs.Invalidf("--health-%s cannot be negative", d.name)
@@ -125,33 +216,59 @@ func healthProbe(cfg *container.Config) (*probe, error) {
 			return nil, errdefs.Invalidf("--health-retries cannot be negative")
 		}
 		if hc.Retries > 0 {
-			p.retries = hc.Retries
+			p.Retries = hc.Retries
 		}
 	}
 	return p, nil
 }
 
-// startHealthLocked begins the health monitor of a container that just
-// started (or that a restarted daemon found running).
+// startHealthLocked begins the probes of a container that just started
+// (fresh), or that a restarted daemon found running (their state goes on).
 func (e *Engine) startHealthLocked(c *Container, fresh bool) {
-	p, err := healthProbe(c.Config)
-	if err != nil || p == nil {
-		c.Health = nil
-		return
-	}
-	if fresh || c.Health == nil {
-		c.Health = &container.Health{Status: container.Starting}
+	live, ready, startup, err := probes(c.Config)
+	if err != nil {
+		slog.Warn("container probes not run", "id", shortID(c.ID), "err", err)
 	}
 	if c.healthCancel != nil {
 		c.healthCancel()
+		c.healthCancel = nil
+	}
+	if live == nil {
+		c.Health = nil
+	} else if fresh || c.Health == nil {
+		c.Health = &container.Health{Status: container.Starting}
+	}
+	if ready == nil {
+		c.Readiness = nil
+	} else if fresh || c.Readiness == nil {
+		c.Readiness = &ProbeState{Status: ProbeNotReady}
+	}
+	if startup == nil {
+		c.Startup = nil
+	} else if fresh || c.Startup == nil {
+		c.Startup = &ProbeState{Status: ProbeStarting}
+	}
+	if live == nil && ready == nil && startup == nil {
+		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.healthCancel = cancel
 	started := c.State.StartedAt
-	go e.healthLoop(ctx, c, p, started)
+	startupDone := c.Startup == nil || c.Startup.Status == ProbeStarted
+	go func() {
+		if !startupDone && !e.probeLoop(ctx, c, roleStartup, startup, started) {
+			return
+		}
+		if live != nil {
+			go e.probeLoop(ctx, c, roleLiveness, live, started)
+		}
+		if ready != nil {
+			e.probeLoop(ctx, c, roleReadiness, ready, started)
+		}
+	}()
 }
 
-// stopHealthLocked ends the monitor (the container exited).
+// stopHealthLocked ends the probes (the container exited).
 func (c *Container) stopHealthLocked() {
 	if c.healthCancel != nil {
 		c.healthCancel()
@@ -159,28 +276,55 @@ func (c *Container) stopHealthLocked() {
 	}
 }
 
-func (e *Engine) healthLoop(ctx context.Context, c *Container, p *probe, started time.Time) {
-	for {
-		wait := p.interval
-		if time.Since(started) < p.startPeriod {
-			wait = min(p.startInterv, p.interval)
-		}
+// probeLoop runs one probe until the context ends; a startup probe's loop
+// ends when it passes (true) or fails for good (false).
+func (e *Engine) probeLoop(ctx context.Context, c *Container, r role, p *check, started time.Time) bool {
+	sleep := func(d time.Duration) bool {
+		t := time.NewTimer(max(d, 0))
+		defer t.Stop()
 		select {
 		case <-ctx.Done():
-			return
-		case <-time.After(wait):
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	// Kubernetes probes first after their delay, Docker after an interval.
+	if !p.docker && !sleep(time.Until(started.Add(p.Delay))) {
+		return false
+	}
+	for first := true; ; first = false {
+		inStart := time.Since(started) < p.startPeriod
+		if p.docker || !first {
+			wait := p.Interval
+			if inStart {
+				wait = min(p.startInterval, p.Interval)
+			}
+			if !sleep(wait) {
+				return false
+			}
+			inStart = time.Since(started) < p.startPeriod
 		}
 		res := e.runProbe(ctx, c, p)
 		if ctx.Err() != nil {
-			return
+			return false
 		}
-		e.recordHealth(ctx, c, p, res, time.Since(started) < p.startPeriod)
+		switch r {
+		case roleLiveness:
+			e.recordHealth(ctx, c, p, res, inStart)
+		case roleReadiness:
+			e.recordReadiness(ctx, c, p, res)
+		case roleStartup:
+			if done, passed := e.recordStartup(ctx, c, p, res); done {
+				return passed
+			}
+		}
 	}
 }
 
-// recordHealth applies one result: the streak, the state, the log, the
-// event, and the on-failure action.
-func (e *Engine) recordHealth(ctx context.Context, c *Container, p *probe, res *container.HealthcheckResult, inStartPeriod bool) {
+// recordHealth applies one liveness result: the streak, the state, the
+// log, the event, and the on-failure action.
+func (e *Engine) recordHealth(ctx context.Context, c *Container, p *check, res *container.HealthcheckResult, inStartPeriod bool) {
 	c.mu.Lock()
 	if ctx.Err() != nil || c.Health == nil || c.State.Status != container.StateRunning || c.State.ManualStop {
 		c.mu.Unlock()
@@ -193,32 +337,104 @@ func (e *Engine) recordHealth(ctx context.Context, c *Container, p *probe, res *
 		h.Status = container.Healthy
 	} else if !inStartPeriod || h.Status != container.Starting {
 		h.FailingStreak++
-		if h.FailingStreak >= p.retries {
+		if h.FailingStreak >= p.Retries {
 			h.Status = container.Unhealthy
 		}
 	}
-	h.Log = append(h.Log, res)
-	if len(h.Log) > healthLogLen {
-		h.Log = h.Log[len(h.Log)-healthLogLen:]
-	}
-	if h.Status != old {
-		c.noteLocked(TimelineEntry{Time: res.End, Event: "health", Reason: string(h.Status)})
-	}
-	if err := c.saveLocked(); err != nil {
-		slog.Warn("health result not saved", "id", shortID(c.ID), "err", err)
-	}
-	c.notifyLocked()
+	h.Log = appendResult(h.Log, res)
 	changed := h.Status != old
 	status := h.Status
-	id := c.ID
+	e.probeChangedLocked(c, roleLiveness, changed, string(status), res.End)
 	c.mu.Unlock()
-	if changed {
-		e.publish(eventContainer, "health_status: "+string(status), c, nil)
-		slog.Info("container health changed", "id", shortID(id), "status", status)
-	}
 	if changed && status == container.Unhealthy && p.onFailure != "none" {
 		go e.healthAction(c, p.onFailure)
 	}
+}
+
+// recordReadiness applies one readiness result.
+func (e *Engine) recordReadiness(ctx context.Context, c *Container, p *check, res *container.HealthcheckResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.Readiness
+	if ctx.Err() != nil || s == nil || c.State.Status != container.StateRunning {
+		return
+	}
+	old := s.Status
+	if res.ExitCode == 0 {
+		s.FailingStreak = 0
+		s.SuccessStreak++
+		if s.SuccessStreak >= p.Successes {
+			s.Status = ProbeReady
+		}
+	} else {
+		s.SuccessStreak = 0
+		s.FailingStreak++
+		if s.FailingStreak >= p.Retries {
+			s.Status = ProbeNotReady
+		}
+	}
+	s.Log = appendResult(s.Log, res)
+	e.probeChangedLocked(c, roleReadiness, s.Status != old, s.Status, res.End)
+}
+
+// recordStartup applies one startup result. It reports whether the probe
+// is done, and if so whether it passed. A startup probe that fails for
+// good kills the container, which is no manual stop: its restart policy
+// decides what follows.
+func (e *Engine) recordStartup(ctx context.Context, c *Container, p *check, res *container.HealthcheckResult) (done, passed bool) {
+	c.mu.Lock()
+	s := c.Startup
+	if ctx.Err() != nil || s == nil || c.State.Status != container.StateRunning {
+		c.mu.Unlock()
+		return true, false
+	}
+	if res.ExitCode == 0 {
+		s.FailingStreak = 0
+		s.SuccessStreak++
+		s.Status = ProbeStarted
+	} else {
+		s.SuccessStreak = 0
+		s.FailingStreak++
+		if s.FailingStreak >= p.Retries {
+			s.Status = ProbeFailed
+		}
+	}
+	s.Log = appendResult(s.Log, res)
+	done = s.Status != ProbeStarting
+	passed = s.Status == ProbeStarted
+	e.probeChangedLocked(c, roleStartup, done, s.Status, res.End)
+	c.mu.Unlock()
+	if done && !passed {
+		slog.Info("startup probe failed; killing the container", "id", shortID(c.ID), "failures", p.Retries)
+		if err := e.kill(context.Background(), c, c.ID, syscall.SIGKILL, false); err != nil && !errdefs.IsNotModified(err) {
+			slog.Warn("killing a container whose startup probe failed", "id", shortID(c.ID), "err", err)
+		}
+	}
+	return done, passed
+}
+
+// probeChangedLocked saves a probe result, and on a change of state notes
+// it in the timeline and publishes "<role>_status: <status>".
+func (e *Engine) probeChangedLocked(c *Container, r role, changed bool, status string, at time.Time) {
+	if changed {
+		c.noteLocked(TimelineEntry{Time: at, Event: string(r), Reason: status})
+	}
+	if err := c.saveLocked(); err != nil {
+		slog.Warn("probe result not saved", "id", shortID(c.ID), "err", err)
+	}
+	c.notifyLocked()
+	if changed {
+		e.publishLocked(eventContainer, string(r)+"_status: "+status, c, nil)
+		slog.Info("container probe changed", "id", shortID(c.ID), "probe", r, "status", status)
+	}
+}
+
+func appendResult(log []*container.HealthcheckResult, res *container.HealthcheckResult) []*container.HealthcheckResult {
+	log = append(log, res)
+	if len(log) > healthLogLen {
+		log = log[len(log)-healthLogLen:]
+	}
+	return log
 }
 
 // healthAction restarts, stops or kills an unhealthy container. A restart
@@ -244,23 +460,23 @@ func (e *Engine) healthAction(c *Container, action string) {
 }
 
 // runProbe runs one probe within its timeout.
-func (e *Engine) runProbe(ctx context.Context, c *Container, p *probe) *container.HealthcheckResult {
+func (e *Engine) runProbe(ctx context.Context, c *Container, p *check) *container.HealthcheckResult {
 	res := &container.HealthcheckResult{Start: time.Now().UTC()}
-	pctx, cancel := context.WithTimeout(ctx, p.timeout)
+	pctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	var out string
 	var code int
 	var err error
-	switch p.kind {
-	case "exec":
-		code, out, err = e.execProbe(pctx, c, p.cmd)
+	switch p.Kind {
+	case probe.KindExec:
+		code, out, err = e.execProbe(pctx, c, p.Cmd)
 	default:
 		code, out, err = e.netProbe(pctx, c, p)
 	}
 	res.End = time.Now().UTC()
 	switch {
 	case errors.Is(pctx.Err(), context.DeadlineExceeded):
-		res.ExitCode, res.Output = -1, fmt.Sprintf("Health check exceeded timeout (%s)", p.timeout)
+		res.ExitCode, res.Output = -1, fmt.Sprintf("Health check exceeded timeout (%s)", p.Timeout)
 	case err != nil:
 		res.ExitCode, res.Output = -1, err.Error()
 	default:
@@ -309,7 +525,7 @@ func (e *Engine) execProbe(ctx context.Context, c *Container, cmd []string) (int
 
 // netProbe dials the probe's port from inside the container's network
 // namespace: an HTTP GET (2xx and 3xx pass) or a TCP connect.
-func (e *Engine) netProbe(ctx context.Context, c *Container, p *probe) (int, string, error) {
+func (e *Engine) netProbe(ctx context.Context, c *Container, p *check) (int, string, error) {
 	c.mu.Lock()
 	pid := c.State.Pid
 	host := c.HostConfig.NetworkMode.IsHost()
@@ -325,18 +541,18 @@ func (e *Engine) netProbe(ctx context.Context, c *Container, p *probe) (int, str
 		}
 		return dialInNetns(ctx, nsPath, network, addr)
 	}
-	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p.port).String()
-	if p.kind == "tcp" {
+	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p.Port).String()
+	if p.Kind == probe.KindTCP {
 		conn, err := dial(ctx, "tcp", addr)
 		if err != nil {
-			return 1, fmt.Sprintf("TCP connect to port %d: %v", p.port, err), nil
+			return 1, fmt.Sprintf("TCP connect to port %d: %v", p.Port, err), nil
 		}
 		conn.Close()
-		return 0, fmt.Sprintf("TCP connect to port %d: ok", p.port), nil
+		return 0, fmt.Sprintf("TCP connect to port %d: ok", p.Port), nil
 	}
 	tr := &http.Transport{DialContext: dial, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+p.path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+p.Path, nil)
 	if err != nil {
 		return 0, "", err
 	}

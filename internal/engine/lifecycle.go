@@ -108,13 +108,19 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 			return err
 		}
 	}
+	return e.kill(ctx, c, ref, sig, true)
+}
+
+// kill signals the container. A manual kill that ends it is a stop for
+// the restart policy; berth's own (a failed startup probe) is not.
+func (e *Engine) kill(ctx context.Context, c *Container, ref string, sig syscall.Signal, manual bool) error {
 	c.mu.Lock()
 	if c.State.Status == container.StateRestarting {
 		c.mu.Unlock()
 		return errdefs.Conflict(fmt.Errorf("cannot kill container: %s: container %s is restarting, wait until the container is running", ref, c.ID))
 	}
 	running := c.State.running()
-	if running && (sig == syscall.SIGKILL || sig == syscall.SIGTERM || sig == syscall.SIGINT) {
+	if manual && running && (sig == syscall.SIGKILL || sig == syscall.SIGTERM || sig == syscall.SIGINT) {
 		c.State.ManualStop = true
 		_ = c.saveLocked()
 	}

@@ -25,8 +25,24 @@ func timeString(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
+// InspectResponse is Docker's inspect shape with berth's additions to
+// State, which Docker's clients ignore.
+type InspectResponse struct {
+	container.InspectResponse
+	State *InspectState
+}
+
+// InspectState is Docker's State plus the time of a restarting
+// container's next start and the readiness and startup probes' states.
+type InspectState struct {
+	*container.State
+	NextRestartAt string      `json:",omitempty"`
+	Readiness     *ProbeState `json:",omitempty"`
+	Startup       *ProbeState `json:",omitempty"`
+}
+
 // Inspect returns the container in Docker's inspect shape.
-func (e *Engine) Inspect(ctx context.Context, ref string, size bool) (*container.InspectResponse, error) {
+func (e *Engine) Inspect(ctx context.Context, ref string, size bool) (*InspectResponse, error) {
 	c, err := e.Get(ref)
 	if err != nil {
 		return nil, err
@@ -70,6 +86,11 @@ func (e *Engine) Inspect(ctx context.Context, ref string, size bool) (*container
 			"MergedDir": c.rootfsPath(),
 		}},
 	}
+	out := &InspectResponse{InspectResponse: *r, State: &InspectState{State: r.State, Readiness: c.Readiness.copy(), Startup: c.Startup.copy()}}
+	if !st.NextRestartAt.IsZero() {
+		out.State.NextRestartAt = timeString(st.NextRestartAt)
+	}
+	r = &out.InspectResponse
 	nets, ports := e.networkSettingsLocked(c)
 	r.NetworkSettings = &container.NetworkSettings{Networks: nets, Ports: ports}
 	for id := range c.execs {
@@ -85,7 +106,7 @@ func (e *Engine) Inspect(ctx context.Context, ref string, size bool) (*container
 		total := rw + e.imageSize(c)
 		r.SizeRootFs = &total
 	}
-	return r, nil
+	return out, nil
 }
 
 func (e *Engine) imageSize(c *Container) int64 {
@@ -412,7 +433,7 @@ func (e *Engine) StatsTarget(ref string) (StatsTarget, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := StatsTarget{ID: c.ID, Name: c.Name, CgroupPath: "/berth/" + c.ID, Pid: c.State.Pid, Running: c.State.Status == container.StateRunning || c.State.Status == container.StatePaused}
+	t := StatsTarget{ID: c.ID, Name: c.Name, CgroupPath: cgroupPath(c), Pid: c.State.Pid, Running: c.State.Status == container.StateRunning || c.State.Status == container.StatePaused}
 	if e.networkingEnabled() && t.Running && usesSandbox(c.HostConfig) {
 		t.Networks = map[string]string{}
 		for _, ep := range e.o.Networks.ContainerEndpoints(c.ID) {

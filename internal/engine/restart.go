@@ -151,6 +151,13 @@ func (e *Engine) scheduleRestartLocked(c *Container) bool {
 		slog.Error("container record not saved before its restart", "id", shortID(c.ID), "err", err)
 	}
 	c.notifyLocked()
+	// Not one of Docker's actions, which has no event between die and
+	// start: clients show it as any other.
+	e.publishLocked(eventContainer, "restarting", c, map[string]string{
+		"restartDelay":  c.RestartDelay.String(),
+		"nextRestartAt": c.State.NextRestartAt.Format(time.RFC3339Nano),
+		"restartCount":  strconv.Itoa(c.RestartCount),
+	})
 	e.armRestartLocked(c, c.RestartDelay)
 	slog.Info("container exited; restarting after back-off", "id", shortID(c.ID), "exit", c.State.ExitCode, "delay", c.RestartDelay, "restarts", c.RestartCount)
 	return true

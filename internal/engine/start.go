@@ -119,7 +119,7 @@ func (e *Engine) startLocked(ctx context.Context, c *Container, peer *Container)
 		HostnamePath:   filepath.Join(c.dir, "hostname"),
 		HostsPath:      filepath.Join(c.dir, "hosts"),
 		ResolvConfPath: filepath.Join(c.dir, "resolv.conf"),
-		CgroupsPath:    "/berth/" + c.ID,
+		CgroupsPath:    cgroupPath(c),
 		NetNSPath:      ns.nsPath,
 	}
 	if ns.etcFrom != nil {
@@ -180,6 +180,7 @@ func (e *Engine) startLocked(ctx context.Context, c *Container, peer *Container)
 	c.noteLocked(TimelineEntry{Time: c.State.StartedAt, Event: "started"})
 	c.notifyLocked()
 	e.startHealthLocked(c, true)
+	e.watchOOMLocked(c)
 	e.publishLocked(eventContainer, "start", c, nil)
 	go e.monitor(c, client)
 	slog.Debug("container started", "id", shortID(c.ID), "prepare", tSpec.Sub(t0), "network", dNet, "shim+create", tShim.Sub(tSpec), "start", time.Since(tShim))
@@ -266,10 +267,12 @@ func (e *Engine) handleExit(c *Container, client *shim.Client, st *shim.ExitStat
 	}
 	e.teardownNetwork(c)
 	c.stopHealthLocked()
+	c.stopOOMLocked()
+	seen := c.State.OOMKills > 0
 	c.State.Status = container.StateExited
 	c.State.Pid = 0
 	c.State.ExitCode = st.ExitCode
-	c.State.OOMKilled = st.OOM
+	c.State.OOMKilled = st.OOM || seen
 	c.State.FinishedAt = st.ExitedAt
 	if c.State.FinishedAt.IsZero() {
 		c.State.FinishedAt = time.Now().UTC()
@@ -290,7 +293,7 @@ func (e *Engine) handleExit(c *Container, client *shim.Client, st *shim.ExitStat
 		slog.Error("container exited but its record was not saved", "id", shortID(c.ID), "err", err)
 	}
 	c.notifyLocked()
-	if st.OOM {
+	if st.OOM && !seen {
 		e.publishLocked(eventContainer, "oom", c, nil)
 	}
 	e.publishLocked(eventContainer, "die", c, map[string]string{"exitCode": strconv.Itoa(st.ExitCode)})
@@ -400,6 +403,7 @@ func (e *Engine) restore(ctx context.Context, c *Container) {
 		c.State.Status = container.StateRunning
 	}
 	e.startHealthLocked(c, false)
+	e.watchOOMLocked(c)
 	_ = c.saveLocked()
 	c.mu.Unlock()
 	go e.monitor(c, client)

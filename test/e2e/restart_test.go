@@ -4,7 +4,6 @@ package e2e
 // policies that survive kill -9 of the daemon.
 
 import (
-	"encoding/json"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -39,7 +38,7 @@ func TestRestartPolicyBackoff(t *testing.T) {
 	d := ctrDaemon(t, "berth")
 	// A crash loop: the delays between starts grow (200 ms doubling).
 	mustB(t, d, "", "run", "-d", "--name", "crash", "--restart", "always",
-		"--label", "berth.restart.delay=200ms", "--label", "berth.restart.max-delay=5s",
+		"--restart-delay", "200ms", "--restart-max-delay", "5s",
 		"busybox", "sh", "-c", "exit 3")
 	starts := map[int]time.Time{} // restart count -> when first seen running
 	deadline := time.Now().Add(8 * time.Second)
@@ -78,20 +77,7 @@ func TestRestartPolicyBackoff(t *testing.T) {
 	}
 	// The timeline records each exit with its code and each restart with
 	// its growing delay.
-	res, err := d.HTTPClient().Get("http://berth/berth/v1/containers/crash/timeline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tl []struct {
-		Event    string `json:"event"`
-		ExitCode *int   `json:"exitCode"`
-		Reason   string `json:"reason"`
-		Delay    int64  `json:"delay"`
-	}
-	if err := json.NewDecoder(res.Body).Decode(&tl); err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	tl := containerTimeline(t, d, "crash")
 	var delays []int64
 	for _, ev := range tl {
 		switch ev.Event {
@@ -107,9 +93,24 @@ func TestRestartPolicyBackoff(t *testing.T) {
 		t.Errorf("timeline: %+v", tl)
 	}
 	// ps and inspect show the state between attempts.
-	waitFor(t, "a restarting state", 5*time.Second, func() bool {
-		return inspectField(t, d, "crash", "{{.State.Status}}") == "restarting"
+	// the time of the next attempt too.
+	waitFor(t, "a restarting state with its next start", 5*time.Second, func() bool {
+		f := strings.Fields(inspectField(t, d, "crash", "{{.State.Status}} {{.State.NextRestartAt}}"))
+		if len(f) != 2 || f[0] != "restarting" {
+			return false
+		}
+		at, err := time.Parse(time.RFC3339Nano, f[1])
+		return err == nil && at.Year() > 2000
 	})
+	if l := inspectField(t, d, "crash", `{{index .Config.Labels "berth.restart.delay"}} {{index .Config.Labels "berth.restart.max-delay"}}`); l != "200ms 5s" {
+		t.Errorf("back-off flags as labels: %q", l)
+	}
+	// Each back-off is an event with its delay and next start.
+	evs := mustB(t, d, "", "events", "--since", "0", "--until", strconv.FormatInt(time.Now().Unix(), 10), "--filter", "event=restarting",
+		"--format", "{{.Actor.Attributes.restartDelay}} {{.Actor.Attributes.nextRestartAt}}")
+	if lines := strings.Split(strings.TrimSpace(evs), "\n"); len(lines) < 2 || !strings.HasPrefix(lines[0], "200ms 20") || !strings.HasPrefix(lines[1], "400ms 20") {
+		t.Errorf("restarting events: %q", evs)
+	}
 	// A stop ends the loop.
 	mustB(t, d, "", "stop", "crash")
 	n := restartCount(t, d, "crash")
