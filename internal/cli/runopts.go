@@ -840,7 +840,7 @@ func (o *runOptions) supervisionLabels(cfg *container.Config) error {
 		}
 	}
 	if o.restartFactor != 0 {
-		if o.restartFactor < 1 || o.restartFactor > 100 {
+		if !(o.restartFactor >= 1 && o.restartFactor <= 100) { // NaN too
 			return fmt.Errorf("--restart-factor %g: want a number from 1 to 100", o.restartFactor)
 		}
 		set("berth.restart.factor", strconv.FormatFloat(o.restartFactor, 'g', -1, 64))

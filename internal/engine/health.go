@@ -357,7 +357,7 @@ func (e *Engine) recordReadiness(ctx context.Context, c *Container, p *check, re
 	defer c.mu.Unlock()
 	s := c.Readiness
 	if ctx.Err() != nil || s == nil || c.State.Status != container.StateRunning {
-		return
+		return // ended, or paused: a frozen container's probe says nothing
 	}
 	old := s.Status
 	if res.ExitCode == 0 {
@@ -384,9 +384,15 @@ func (e *Engine) recordReadiness(ctx context.Context, c *Container, p *check, re
 func (e *Engine) recordStartup(ctx context.Context, c *Container, p *check, res *container.HealthcheckResult) (done, passed bool) {
 	c.mu.Lock()
 	s := c.Startup
-	if ctx.Err() != nil || s == nil || c.State.Status != container.StateRunning {
+	if ctx.Err() != nil || s == nil {
 		c.mu.Unlock()
 		return true, false
+	}
+	if c.State.Status != container.StateRunning || c.State.ManualStop {
+		// Paused (its probes time out meaningless), or being stopped
+		// by hand: no verdict; the loop goes on until its context ends.
+		c.mu.Unlock()
+		return false, false
 	}
 	if res.ExitCode == 0 {
 		s.FailingStreak = 0
@@ -411,6 +417,14 @@ func (e *Engine) recordStartup(ctx context.Context, c *Container, p *check, res 
 		}
 	}
 	return done, passed
+}
+
+// notReadyLocked ends a ready container's readiness: it exited.
+func (e *Engine) notReadyLocked(c *Container) {
+	if s := c.Readiness; s != nil && s.Status == ProbeReady {
+		s.Status, s.SuccessStreak = ProbeNotReady, 0
+		e.probeChangedLocked(c, roleReadiness, true, ProbeNotReady, time.Now().UTC())
+	}
 }
 
 // probeChangedLocked saves a probe result, and on a change of state notes

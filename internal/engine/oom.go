@@ -24,7 +24,7 @@ func cgroupPath(c *Container) string { return "/berth/" + c.ID }
 func (e *Engine) watchOOMLocked(c *Container) {
 	c.stopOOMLocked()
 	ctx, cancel := context.WithCancel(context.Background())
-	if _, err := oom.Watch(ctx, cgroupRoot, cgroupPath(c), c.State.OOMKills, func(n int64) { e.oomKilled(c, n) }); err != nil {
+	if _, err := oom.Watch(ctx, cgroupRoot, cgroupPath(c), c.State.OOMKills, func(n int64) { e.oomKilled(ctx, c, n) }); err != nil {
 		cancel()
 		slog.Debug("no live OOM watch; OOM kills are seen at exit", "id", shortID(c.ID), "err", err)
 		return
@@ -41,10 +41,12 @@ func (c *Container) stopOOMLocked() {
 
 // oomKilled records kills the watch saw: State.OOMKilled, the timeline
 // and one "oom" event for each report.
-func (e *Engine) oomKilled(c *Container, kills int64) {
+func (e *Engine) oomKilled(ctx context.Context, c *Container, kills int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if (c.State.Status != container.StateRunning && c.State.Status != container.StatePaused) || kills <= c.State.OOMKills {
+	// A watch of an earlier run, cancelled while it waited for the lock,
+	// must not report into this one.
+	if ctx.Err() != nil || (c.State.Status != container.StateRunning && c.State.Status != container.StatePaused) || kills <= c.State.OOMKills {
 		return
 	}
 	c.State.OOMKills = kills

@@ -74,7 +74,7 @@ func ParseBackoff(labels map[string]string) (Backoff, error) {
 	}
 	if v, ok := labels[LabelRestartFactor]; ok {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 1 || f > 100 {
+		if err != nil || !(f >= 1 && f <= 100) { // NaN too
 			return b, errdefs.Invalidf("label %s=%q: want a number from 1 to 100", LabelRestartFactor, v)
 		}
 		b.Factor = f

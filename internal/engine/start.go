@@ -268,6 +268,9 @@ func (e *Engine) handleExit(c *Container, client *shim.Client, st *shim.ExitStat
 	e.teardownNetwork(c)
 	c.stopHealthLocked()
 	c.stopOOMLocked()
+	// The live watch may have reported this kill already (the shim's
+	// count says; an old shim sends none).
+	oomEvent := st.OOM && (st.OOMKills == 0 && c.State.OOMKills == 0 || st.OOMKills > c.State.OOMKills)
 	seen := c.State.OOMKills > 0
 	c.State.Status = container.StateExited
 	c.State.Pid = 0
@@ -293,9 +296,10 @@ func (e *Engine) handleExit(c *Container, client *shim.Client, st *shim.ExitStat
 		slog.Error("container exited but its record was not saved", "id", shortID(c.ID), "err", err)
 	}
 	c.notifyLocked()
-	if st.OOM && !seen {
+	if oomEvent {
 		e.publishLocked(eventContainer, "oom", c, nil)
 	}
+	e.notReadyLocked(c)
 	e.publishLocked(eventContainer, "die", c, map[string]string{"exitCode": strconv.Itoa(st.ExitCode)})
 	autoRemove := c.HostConfig.AutoRemove && !c.restarting
 	if !autoRemove {
@@ -392,17 +396,19 @@ func (e *Engine) restore(ctx context.Context, c *Container) {
 	}
 	c.mu.Lock()
 	c.shim = client
+	fresh := false // the probes' state goes on, unless this is a new run
 	if !c.State.running() || c.State.Status == container.StateRestarting {
 		// A restart the previous daemon made, before it recorded it.
 		c.State = State{Status: container.StateRunning, Pid: st.Pid, StartedAt: time.Now().UTC()}
 		c.HasBeenStarted = true
+		fresh = true
 	}
 	if frozen {
 		c.State.Status = container.StatePaused
 	} else if c.State.Status == container.StatePaused {
 		c.State.Status = container.StateRunning
 	}
-	e.startHealthLocked(c, false)
+	e.startHealthLocked(c, fresh)
 	e.watchOOMLocked(c)
 	_ = c.saveLocked()
 	c.mu.Unlock()

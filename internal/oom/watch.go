@@ -59,7 +59,7 @@ func watchV1(ctx context.Context, dir string, since int64, fn func(int64)) (<-ch
 	}
 	// The eventfd also fires when the group is removed; then the control
 	// file is gone.
-	return loop(ctx, ev, oc, since, func() (int64, bool, bool) { return read(control) }, fn), nil
+	return loop(ctx, ev, oc, since, true, func() (int64, bool, bool) { return read(control) }, fn), nil
 }
 
 func watchV2(ctx context.Context, dir string, since int64, fn func(int64)) (<-chan struct{}, error) {
@@ -74,12 +74,12 @@ func watchV2(ctx context.Context, dir string, since int64, fn func(int64)) (<-ch
 		return nil, fmt.Errorf("watching for OOM kills: %s: %w", events, err)
 	}
 	// IN_IGNORED (the group was removed) also wakes the read.
-	return loop(ctx, in, nil, since, func() (int64, bool, bool) { return read(events) }, fn), nil
+	return loop(ctx, in, nil, since, false, func() (int64, bool, bool) { return read(events) }, fn), nil
 }
 
 // loop reads f's notifications and reports growth of the counter read
-// returns; it ends with ctx, or when read says the group is gone.
-func loop(ctx context.Context, f, extra *os.File, last int64, read func() (n int64, ok, gone bool), fn func(int64)) <-chan struct{} {
+// returns (retrying for a second after each when retry is set); it ends with ctx, or when read says the group is gone.
+func loop(ctx context.Context, f, extra *os.File, last int64, retry bool, read func() (n int64, ok, gone bool), fn func(int64)) <-chan struct{} {
 	done := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	go func() {
@@ -99,8 +99,14 @@ func loop(ctx context.Context, f, extra *os.File, last int64, read func() (n int
 				return // closed by ctx, or the descriptor failed
 			}
 			// v1 signals when the group runs out of memory, before the
-			// kill is counted: look again for a moment.
-			for try := 0; try < 50; try++ {
+			// kill is counted: look again for a moment. v2 writes
+			// memory.events after counting, and on every max and high
+			// event too, so it gets one look per notification.
+			tries := 1
+			if retry {
+				tries = 50
+			}
+			for try := 0; try < tries; try++ {
 				n, ok, gone := read()
 				if gone {
 					return
@@ -119,6 +125,21 @@ func loop(ctx context.Context, f, extra *os.File, last int64, read func() (n int
 		}
 	}()
 	return done
+}
+
+// Kills reads the group's oom_kill counter: memory.events on cgroup v2,
+// memory.oom_control on v1 (kernel 4.13+). ok is false when neither
+// file has it.
+func Kills(root, path string) (n int64, ok bool) {
+	for _, f := range []string{
+		filepath.Join(root, path, "memory.events"),                // v2
+		filepath.Join(root, "memory", path, "memory.oom_control"), // v1
+	} {
+		if n, ok := counter(f, "oom_kill"); ok {
+			return n, true
+		}
+	}
+	return 0, false
 }
 
 // read is the oom_kill counter of a memory.oom_control or memory.events

@@ -22,6 +22,7 @@ package probe
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,7 @@ func Parse(s string) (*Spec, error) {
 	}
 	for rest != "" {
 		var part string
+		rest = strings.TrimLeft(rest, " \t")
 		if strings.HasPrefix(rest, "cmd=") {
 			part, rest = rest, ""
 		} else {
@@ -107,6 +109,9 @@ func (p *Spec) set(key, val string) error {
 		}
 		if strings.ContainsAny(path, " \t\r\n#") {
 			return fmt.Errorf("the path may not hold spaces or '#'")
+		}
+		if _, err := url.ParseRequestURI("/" + path); err != nil {
+			return fmt.Errorf("path %q: not a valid URL path", "/"+path)
 		}
 		p.Port, p.Path = n, "/"+path
 	case "tcp":

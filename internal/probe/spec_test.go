@@ -14,6 +14,7 @@ func TestParse(t *testing.T) {
 		{"http=8080/healthz", Spec{Kind: KindHTTP, Port: 8080, Path: "/healthz", Interval: DefaultInterval, Timeout: DefaultTimeout, Retries: 3, Successes: 1}},
 		{"http=80", Spec{Kind: KindHTTP, Port: 80, Path: "/", Interval: DefaultInterval, Timeout: DefaultTimeout, Retries: 3, Successes: 1}},
 		{" interval=500ms, timeout=2s ,retries=5,successes=2,delay=1s,tcp=5432", Spec{Kind: KindTCP, Port: 5432, Interval: 500 * time.Millisecond, Timeout: 2 * time.Second, Delay: time.Second, Retries: 5, Successes: 2}},
+		{"retries=2, cmd=check --x,timeout=5s", Spec{Kind: KindExec, Cmd: []string{"/bin/sh", "-c", "check --x,timeout=5s"}, Interval: DefaultInterval, Timeout: DefaultTimeout, Retries: 2, Successes: 1}},
 		{"interval=1s,cmd=test -f /ready, || exit 1", Spec{Kind: KindExec, Cmd: []string{"/bin/sh", "-c", "test -f /ready, || exit 1"}, Interval: time.Second, Timeout: DefaultTimeout, Retries: 3, Successes: 1}},
 	} {
 		got, err := Parse(tc.in)
@@ -45,6 +46,7 @@ func TestParseErrors(t *testing.T) {
 		{"tcp", "want key=value"},
 		{"cmd=  ", "empty command"},
 		{"http=80/a b", "spaces"},
+		{"http=80/%zz", "not a valid URL path"},
 	} {
 		_, err := Parse(tc.in)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

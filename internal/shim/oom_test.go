@@ -26,18 +26,18 @@ func TestOOMKilled(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, file, body string
-		want             bool
+		want             int64
 	}{
-		{"v2 killed", "berth/c1/memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n", true},
-		{"v2 not killed", "berth/c1/memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n", false},
-		{"v1 killed", "memory/berth/c1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n", true},
-		{"v1 not killed", "memory/berth/c1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n", false},
-		{"v1 kernel without the counter", "memory/berth/c1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n", false},
+		{"v2 killed", "berth/c1/memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n", 1},
+		{"v2 not killed", "berth/c1/memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n", 0},
+		{"v1 killed", "memory/berth/c1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n", 2},
+		{"v1 not killed", "memory/berth/c1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n", 0},
+		{"v1 kernel without the counter", "memory/berth/c1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			write(t, filepath.Join(root, tc.file), tc.body)
-			if got := oomKilledIn(root, bundle(t, "/berth/c1")); got != tc.want {
+			if got := oomKillsIn(root, bundle(t, "/berth/c1")); got != tc.want {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
@@ -45,10 +45,10 @@ func TestOOMKilled(t *testing.T) {
 	t.Run("relative or missing cgroups path", func(t *testing.T) {
 		root := t.TempDir()
 		write(t, filepath.Join(root, "berth/c1/memory.events"), "oom_kill 1\n")
-		if oomKilledIn(root, bundle(t, "berth/c1")) {
+		if oomKillsIn(root, bundle(t, "berth/c1")) != 0 {
 			t.Error("a relative cgroupsPath was followed")
 		}
-		if oomKilledIn(root, t.TempDir()) {
+		if oomKillsIn(root, t.TempDir()) != 0 {
 			t.Error("a bundle without config.json reported an OOM kill")
 		}
 	})

@@ -102,6 +102,8 @@ type ExitStatus struct {
 	Signal   int       `json:"signal"`
 	ExitedAt time.Time `json:"exited_at"`
 	OOM      bool      `json:"oom"`
+	// OOMKills is the cgroup's oom_kill count at the exit.
+	OOMKills int64 `json:"oomKills,omitempty"`
 }
 
 // Container statuses reported by State.

@@ -275,7 +275,8 @@ func (s *shim) broadcast(typ byte, b []byte) {
 // finish runs when init has exited: drain its output, record the exit,
 // tell every client, delete the container and leave.
 func (s *shim) finish(st ExitStatus) error {
-	st.OOM = oomKilled(s.cfg.bundle)
+	st.OOMKills = oomKills(s.cfg.bundle)
+	st.OOM = st.OOMKills > 0
 	select {
 	case <-s.copiersDone:
 	case <-time.After(drainTimeout):

@@ -7,6 +7,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,6 +40,13 @@ func TestProbesReadinessAndStartup(t *testing.T) {
 	}
 	if st := inspectField(t, d, "r1", "{{.State.Status}}"); st != "running" {
 		t.Errorf("a failing readiness probe changed the container: %s", st)
+	}
+	// Ready again, then stopped: an exited container is not ready.
+	mustB(t, d, "", "exec", "r1", "touch", "/tmp/ready")
+	waitFor(t, "r1 to turn ready again", 10*time.Second, func() bool { return ready() == "ready" })
+	mustB(t, d, "", "stop", "-t", "0", "r1")
+	if st := ready(); st != "not-ready" {
+		t.Errorf("readiness of a stopped container: %q, want not-ready", st)
 	}
 
 	// Startup gates liveness: while it has not passed, the liveness probe
@@ -97,8 +106,8 @@ func TestProbesReadinessAndStartup(t *testing.T) {
 			seen = append(seen, ev.Reason)
 		}
 	}
-	if strings.Join(seen, ",") != "ready,not-ready" {
-		t.Errorf("r1's timeline readiness entries: %v, want ready,not-ready", seen)
+	if strings.Join(seen, ",") != "ready,not-ready,ready,not-ready" {
+		t.Errorf("r1's timeline readiness entries: %v, want ready,not-ready,ready,not-ready", seen)
 	}
 
 	// Bad input: a clear error naming the flag or label, nothing made.
@@ -129,14 +138,25 @@ func TestLiveOOMEvent(t *testing.T) {
 	d := ctrDaemon(t, "berth")
 	// The container's shell survives its child's OOM kill: the event
 	// comes while it runs, not at its exit. A second hog runs while the
-	// daemon is down; the restarted daemon reports it at once.
+	// daemon is down (it waits for a file made then); the restarted
+	// daemon reports it at once.
 	mustB(t, d, "", "run", "-d", "--name", "oomw", "-m", "32m", "busybox", "sh", "-c",
-		"tail /dev/zero; sleep 3; tail /dev/zero; exec sleep 1000")
+		"tail /dev/zero; until [ -e /tmp/go ]; do sleep 0.1; done; tail /dev/zero; touch /tmp/done; exec sleep 1000")
 	waitFor(t, "the first OOM kill", 10*time.Second, func() bool {
 		return inspectField(t, d, "oomw", "{{.State.Status}} {{.State.OOMKilled}}") == "running true"
 	})
+	rootfs := inspectField(t, d, "oomw", "{{.GraphDriver.Data.MergedDir}}")
 	d.Kill9()
-	time.Sleep(4 * time.Second) // the second hog is killed meanwhile
+	if err := os.WriteFile(filepath.Join(rootfs, "tmp", "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, err := os.Stat(filepath.Join(rootfs, "tmp", "done")); err != nil; _, err = os.Stat(filepath.Join(rootfs, "tmp", "done")) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second hog did not end while the daemon was down")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	d.Restart()
 	oomEvents := func() string {
 		until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
