@@ -89,14 +89,14 @@ type Container struct {
 
 // State is the container's lifecycle state, persisted with the record.
 type State struct {
-	Status     container.ContainerState
-	Pid        int
-	ExitCode   int
-	Error      string
-	OOMKilled  bool
+	Status    container.ContainerState
+	Pid       int
+	ExitCode  int
+	Error     string
+	OOMKilled bool
 	// OOMKills is the cgroup's oom_kill count the live watch reported
 	// during this run (an "oom" event each).
-	OOMKills int64 `json:",omitempty"`
+	OOMKills   int64 `json:",omitempty"`
 	StartedAt  time.Time
 	FinishedAt time.Time
 	// ManualStop says the user stopped it (for restart policies later).
