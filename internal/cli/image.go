@@ -242,7 +242,7 @@ func newImages(g *globals) *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.BoolVarP(&o.all, "all", "a", false, "Show all images (berth keeps no intermediate images; accepted for compatibility)")
+	f.BoolVarP(&o.all, "all", "a", false, "Show all images (the build steps' intermediate images too)")
 	f.BoolVar(&o.digests, "digests", false, "Show digests")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "Only show image IDs")
 	f.BoolVar(&o.noTrunc, "no-trunc", false, "Don't truncate output")

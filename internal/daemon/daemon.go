@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/atomicfile"
+	"github.com/berth-dev/berth/internal/build"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/dockerapi"
 	"github.com/berth-dev/berth/internal/engine"
@@ -186,7 +187,8 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	api := dockerapi.New(dockerapi.Options{
 		Images: svc, Volumes: vols, Containers: eng, Usage: eng,
 		Version: o.Version, Root: o.Root, DefaultRuntime: def, Runtimes: names,
-		Events: evlog,
+		Events:  evlog,
+		Builder: &build.Builder{Images: svc, Containers: eng, Tags: svc.Records, CacheDir: filepath.Join(o.Root, "build", "cache")},
 	})
 	return &Daemon{Images: svc, Volumes: vols, Engine: eng, API: api, Events: evlog, lock: lock}, nil
 }

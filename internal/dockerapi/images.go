@@ -115,7 +115,11 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) error {
 	out := make([]image.Summary, 0, len(sums))
 	// RepoDigests are always sent; "digests" only matters to old clients'
 	// output, which they format themselves.
+	all := BoolValue(r, "all")
 	for _, sum := range sums {
+		if !all && sum.Record.BuildCache && sum.Record.Dangling() {
+			continue // a build step's image, as Docker's intermediate ones
+		}
 		out = append(out, summary(sum))
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -27,6 +27,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-dev/berth/internal/build"
 	"github.com/berth-dev/berth/internal/errdefs"
 	berthevents "github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/images"
@@ -79,6 +80,8 @@ type Options struct {
 	// alone.
 	DefaultRuntime string
 	Runtimes       []string
+	// Builder runs POST /build; nil: no builds.
+	Builder *build.Builder
 }
 
 // Server serves the Docker Engine API over its backends.
@@ -195,6 +198,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.containerRoutes(mux)
 	s.eventRoutes(mux)
 	s.statsRoutes(mux)
+	s.buildRoutes(mux)
 }
 
 type versionKey struct{}

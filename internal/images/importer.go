@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,31 +79,12 @@ func (s *Service) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 		return Image{}, fmt.Errorf("importing: %w", err)
 	}
 
-	tmp, err := s.Content.TempDir("import-")
+	layer, diffID, err := s.storeLayer(ctx, func(w io.Writer) error {
+		_, err := io.Copy(w, cancelReader{ctx, r})
+		return err
+	})
 	if err != nil {
 		return Image{}, fmt.Errorf("importing: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	in, err := s.Layers.Prepare(ctx)
-	if err != nil {
-		return Image{}, fmt.Errorf("importing: %w", err)
-	}
-	defer in.Abort() // no-op once committed
-	layer, diffID, err := compressLayer(ctx, r, filepath.Join(tmp, "layer"), in)
-	if err != nil {
-		return Image{}, fmt.Errorf("importing: %w", err)
-	}
-	f, err := os.Open(filepath.Join(tmp, "layer"))
-	if err != nil {
-		return Image{}, fmt.Errorf("importing: %w", err)
-	}
-	err = s.Content.Ingest(ctx, layer.Digest, layer.Size, f)
-	f.Close()
-	if err != nil {
-		return Image{}, fmt.Errorf("importing: storing layer: %w", err)
-	}
-	if err := in.Commit(ctx, diffID); err != nil {
-		return Image{}, fmt.Errorf("importing: unpacking layer: %w", err)
 	}
 
 	now := v1.Time{Time: opts.Created}
@@ -259,6 +239,11 @@ func applyChanges(c *v1.Config, changes []string) error {
 // defaultShell runs the shell form of CMD and ENTRYPOINT, as in Docker.
 var defaultShell = []string{"/bin/sh", "-c"}
 
+// ApplyInstruction applies one parsed, expanded Dockerfile instruction
+// that sets the image config (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK,
+// LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR) to c.
+func ApplyInstruction(c *v1.Config, inst any) error { return applyChange(c, inst) }
+
 func applyChange(c *v1.Config, inst any) error {
 	switch in := inst.(type) {
 	case *instructions.CmdCommand:
@@ -330,6 +315,9 @@ func commandLine(l instructions.ShellDependantCmdLine) []string {
 	}
 	return l.CmdLine
 }
+
+// SetEnv sets key=value in env, replacing an earlier value of key.
+func SetEnv(env []string, key, value string) []string { return setEnv(env, key, value) }
 
 // setEnv sets key=value in env, replacing an earlier value of key.
 func setEnv(env []string, key, value string) []string {

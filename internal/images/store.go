@@ -56,6 +56,10 @@ type Image struct {
 	Sources []string `json:"sources,omitempty"`
 	// Stored is when the record was first written.
 	Stored time.Time `json:"stored"`
+	// BuildCache marks a build step's image: hidden from the image list
+	// while nothing names it (as Docker's intermediate images), and
+	// removed by `builder prune`.
+	BuildCache bool `json:"buildCache,omitempty"`
 }
 
 // Dangling reports whether nothing names the image.
@@ -232,6 +236,8 @@ func (s *Store) Put(ctx context.Context, img Image) (Image, error) {
 		} else {
 			// A newer pull may bring the manifest from another index.
 			cur.Manifest = img.Manifest
+			// A build's result may be a cached step: it is an image now.
+			cur.BuildCache = cur.BuildCache && img.BuildCache
 			if img.Index != nil {
 				cur.Index = img.Index
 			}

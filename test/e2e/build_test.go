@@ -1,0 +1,424 @@
+package e2e
+
+// berth build, for real: the fixture projects under test/fixtures/build
+// build from local base images (nothing is pulled), run under berth and
+// under the real dockerd, and the cache, .dockerignore, reproducibility
+// and bad input behave as Docker's classic builder.
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/testutil"
+)
+
+// fixture copies a fixture project to a temporary directory the test may
+// change.
+func fixture(t *testing.T, name string) string {
+	t.Helper()
+	src := filepath.Join("..", "fixtures", "build", name)
+	dst := filepath.Join(t.TempDir(), name)
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fi, _ := d.Info()
+		return os.WriteFile(filepath.Join(dst, rel), b, fi.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// writeTarGz writes a gzip tar holding files, with fixed times.
+func writeTarGz(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz := gzip.NewWriter(f)
+	tw := tar.NewWriter(gz)
+	for name, body := range files {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), ModTime: time.Unix(1600000000, 0), Typeflag: tar.TypeReg})
+		io.WriteString(tw, body)
+	}
+	tw.Close()
+	gz.Close()
+}
+
+// shellApp is the shell-app fixture with its generated files: the archive
+// ADD unpacks, and files .dockerignore leaves out (and one it keeps).
+func shellApp(t *testing.T) string {
+	dir := fixture(t, "shell-app")
+	writeTarGz(t, filepath.Join(dir, "data.tar.gz"), map[string]string{"payload/message.txt": "payload unpacked by ADD\n"})
+	for name, body := range map[string]string{"notes.txt": "ignored\n", "debug.log": "ignored\n", "keep.log": "kept by an exception\n"} {
+		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644)
+	}
+	return dir
+}
+
+func buildID(t *testing.T, d *testutil.Daemon, args ...string) string {
+	t.Helper()
+	return strings.TrimSpace(mustB(t, d, "", append([]string{"build", "-q"}, args...)...))
+}
+
+func TestBuildShellApp(t *testing.T) {
+	d := ctrDaemon(t, "berth")
+	ctx := shellApp(t)
+	out := mustB(t, d, "", "build", "-t", "shell-app:1", "--build-arg", "VERSION=1.2.3", ctx)
+	for _, want := range []string{"Step 1/", "FROM busybox", " ---> Running in ", "Successfully built ", "Successfully tagged shell-app:1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("build output lacks %q:\n%s", want, out)
+		}
+	}
+	got := mustB(t, d, "", "run", "--rm", "shell-app:1")
+	if got != "hello, world\nversion 1.2.3\npayload unpacked by ADD\n" {
+		t.Errorf("run of the built image: %q", got)
+	}
+	if got := mustB(t, d, "", "run", "--rm", "shell-app:1", "berth"); !strings.HasPrefix(got, "hello, berth\n") {
+		t.Errorf("run with arguments: %q", got)
+	}
+	// The config each instruction set.
+	for tmpl, want := range map[string]string{
+		"{{.Config.User}}":                                          "1000",
+		"{{.Config.WorkingDir}}":                                    "/opt/app",
+		"{{.Config.StopSignal}}":                                    "SIGINT",
+		"{{json .Config.Entrypoint}} {{json .Config.Cmd}}":          `["/opt/app/app.sh"] ["world"]`,
+		"{{range $k, $v := .Config.ExposedPorts}}{{$k}}{{end}}":     "8080/tcp",
+		"{{range $k, $v := .Config.Volumes}}{{$k}}{{end}}":          "/data",
+		`{{index .Config.Labels "org.opencontainers.image.title"}}`: "shell-app",
+		"{{json .Config.Healthcheck.Test}}":                         `["CMD-SHELL","test -f /opt/app/VERSION"]`,
+	} {
+		if got := inspectField(t, d, "shell-app:1", tmpl); got != want {
+			t.Errorf("image %s = %q, want %q", tmpl, got, want)
+		}
+	}
+	if env := inspectField(t, d, "shell-app:1", "{{json .Config.Env}}"); !strings.Contains(env, `"APP_HOME=/opt/app"`) || !strings.Contains(env, `"GREETING=hello"`) || strings.Contains(env, "VERSION") {
+		t.Errorf("image env (ARGs must not persist): %s", env)
+	}
+	// The file system each step made: a deletion (a whiteout), --chown and
+	// --chmod, .dockerignore with its exception.
+	fsCheck := `test ! -e /bin/vi && echo vi-gone; stat -c '%u:%g %a' /opt/owned.sh /data; ls /opt/src | tr '\n' ' '`
+	want := "vi-gone\n1000:1000 640\n1000:1000 755\nDockerfile app.sh data.tar.gz keep.log lib "
+	if got := mustB(t, d, "", "run", "--rm", "--user", "0", "--entrypoint", "sh", "shell-app:1", "-c", fsCheck); got != want {
+		t.Errorf("the image's files:\n%s\nwant:\n%s", got, want)
+	}
+	if n := strings.Count(mustB(t, d, "", "images", "--format", "{{.Repository}}"), "\n"); n != 2 {
+		t.Errorf("images lists %d images, want 2 (busybox and shell-app): the steps' images are hidden", n)
+	}
+	if n := strings.Count(mustB(t, d, "", "images", "-a", "-q"), "\n"); n < 10 {
+		t.Errorf("images -a lists %d images, want the steps' too", n)
+	}
+
+	// The cache: nothing changed, nothing rebuilt, the same ID.
+	id1 := inspectField(t, d, "shell-app:1", "{{.Id}}")
+	again := mustB(t, d, "", "build", "-t", "shell-app:1", "--build-arg", "VERSION=1.2.3", ctx)
+	if strings.Contains(again, "Running in") || strings.Count(again, "Using cache") < 15 {
+		t.Errorf("a rebuild with nothing changed ran steps:\n%s", again)
+	}
+	if id := inspectField(t, d, "shell-app:1", "{{.Id}}"); id != id1 {
+		t.Errorf("a rebuild with nothing changed gave %s, want %s", id, id1)
+	}
+	// A touched file (mtime only) is no change.
+	future := time.Now().Add(time.Hour)
+	os.Chtimes(filepath.Join(ctx, "app.sh"), future, future)
+	if id := buildID(t, d, "--build-arg", "VERSION=1.2.3", ctx); id != id1 {
+		t.Errorf("touching a file changed the image: %s, want %s", id, id1)
+	}
+	// One changed file rebuilds from the step that copies it.
+	os.WriteFile(filepath.Join(ctx, "lib", "greet.sh"), []byte(`greet() { echo "$GREETING there, $1"; }`+"\n"), 0o644)
+	partial := mustB(t, d, "", "build", "-t", "shell-app:2", "--build-arg", "VERSION=1.2.3", ctx)
+	steps := strings.Split(partial, "Step ")
+	for _, s := range steps[1:] {
+		cached := strings.Contains(s, "Using cache")
+		before := strings.Contains(s, "COPY app.sh") || strings.Contains(s, "WORKDIR") || strings.Contains(s, "ENV ")
+		after := strings.Contains(s, "COPY lib/") || strings.Contains(s, "RUN ") || strings.Contains(s, "COPY . ")
+		if before && !cached || after && cached {
+			t.Errorf("partial rebuild, step %q: cached=%v", strings.SplitN(s, "\n", 2)[0], cached)
+		}
+	}
+	if got := mustB(t, d, "", "run", "--rm", "shell-app:2"); !strings.HasPrefix(got, "hello there, world") {
+		t.Errorf("the rebuilt image runs the old file: %q", got)
+	}
+	// A different build arg is a different RUN.
+	if id := buildID(t, d, "--build-arg", "VERSION=2", ctx); id == id1 {
+		t.Error("a changed build arg gave the same image")
+	}
+	// --no-cache runs everything again (and its steps are the cache now).
+	iid := filepath.Join(t.TempDir(), "iid")
+	if nc := mustB(t, d, "", "build", "--no-cache", "--iidfile", iid, "--build-arg", "VERSION=1.2.3", ctx); strings.Contains(nc, "Using cache") || !strings.Contains(nc, "Running in") {
+		t.Errorf("--no-cache used the cache:\n%s", nc)
+	}
+	latest, err := os.ReadFile(iid)
+	if err != nil || !strings.HasPrefix(string(latest), "sha256:") {
+		t.Fatalf("--iidfile: %q, %v", latest, err)
+	}
+	// The cache survives a daemon restart; builder prune empties it.
+	d.Kill9()
+	d.Restart()
+	if id := buildID(t, d, "--build-arg", "VERSION=1.2.3", "-t", "shell-app:1", ctx); id != string(latest) {
+		t.Errorf("after a daemon restart the cache missed: %s", id)
+	}
+	mustB(t, d, "", "builder", "prune", "-f")
+	if again := mustB(t, d, "", "build", "--build-arg", "VERSION=1.2.3", ctx); strings.Contains(again, "Using cache") {
+		t.Errorf("builder prune left the cache:\n%s", again)
+	}
+	mustB(t, d, "", "system", "check")
+}
+
+func TestBuildReproducible(t *testing.T) {
+	// Two clean builds (every step run again) with SOURCE_DATE_EPOCH:
+	// the same image ID, layer for layer.
+	ctx := shellApp(t)
+	d := ctrDaemon(t, "berth")
+	var ids []string
+	for range 2 {
+		ids = append(ids, buildID(t, d, "--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--build-arg", "VERSION=r", ctx))
+		if c := inspectField(t, d, ids[len(ids)-1], "{{.Created}}"); !strings.HasPrefix(c, "2023-11-14T22:13:20") {
+			t.Errorf("created %s, want SOURCE_DATE_EPOCH", c)
+		}
+	}
+	if ids[0] != ids[1] {
+		t.Errorf("two clean builds differ: %s and %s", ids[0], ids[1])
+	}
+}
+
+func TestBuildStaticSiteRunsUnderBerthAndDockerd(t *testing.T) {
+	d := ctrDaemon(t, "berth")
+	mustB(t, d, "", "build", "-t", "static-site:1", fixture(t, "static-site"))
+	mustB(t, d, "", "build", "-t", "shell-app:1", "--build-arg", "VERSION=d", shellApp(t))
+	id := strings.TrimSpace(mustB(t, d, "", "run", "-d", "-p", "127.0.0.1::80", "static-site:1"))
+	port := strings.TrimSpace(mustB(t, d, "", "port", id, "80"))
+	var body string
+	waitFor(t, "the site to answer", 10*time.Second, func() bool {
+		res, err := http.Get("http://" + port + "/index.html")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		body = string(b)
+		return res.StatusCode == 200
+	})
+	if !strings.Contains(body, "served by busybox httpd") {
+		t.Errorf("the site served %q", body)
+	}
+	mustB(t, d, "", "rm", "-f", id)
+
+	// The same images load into the real dockerd and run there the same.
+	host := dockerd(t)
+	archive := filepath.Join(t.TempDir(), "built.tar")
+	mustB(t, d, "", "save", "-o", archive, "static-site:1", "shell-app:1")
+	docker(t, host, "load", "-i", archive)
+	if got := docker(t, host, "run", "--rm", "--network", "none", "static-site:1", "cat", "/www/index.html"); !strings.Contains(got, "served by busybox httpd") {
+		t.Errorf("dockerd run of the site image: %q", got)
+	}
+	if got := docker(t, host, "run", "--rm", "--network", "none", "shell-app:1"); got != "hello, world\nversion d\npayload unpacked by ADD\n" {
+		t.Errorf("dockerd run of the shell app: %q", got)
+	}
+}
+
+func TestBuildThroughDockerCLI(t *testing.T) {
+	d := ctrDaemon(t, "berth")
+	// The docker CLI's classic builder against berth's socket.
+	out, errOut, code := d.Docker("", "build", "-t", "via-docker:1", "--build-arg", "VERSION=docker", shellApp(t))
+	if code != 0 || !strings.Contains(out, "Successfully tagged via-docker:1") {
+		t.Fatalf("docker build: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if got := mustB(t, d, "", "run", "--rm", "via-docker:1"); !strings.Contains(got, "version docker") {
+		t.Errorf("run of the image docker built through berth: %q", got)
+	}
+	// A failing step: docker's own message and a non-zero exit.
+	ctx := t.TempDir()
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nRUN echo about to fail; exit 3\n"), 0o644)
+	out, errOut, code = d.Docker("", "build", ctx)
+	if code == 0 || !strings.Contains(out+errOut, "returned a non-zero code: 3") || !strings.Contains(out+errOut, "about to fail") {
+		t.Errorf("docker build of a failing RUN: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+func TestBuildBadInput(t *testing.T) {
+	d := ctrDaemon(t, "berth")
+	before := mustB(t, d, "", "images", "-a", "-q")
+	for _, tc := range []struct {
+		name, dockerfile string
+		files            map[string]string
+		args             []string
+		want             []string
+	}{
+		{name: "syntax", dockerfile: "FROM busybox\nEXPOSE 8080\nENV\n", want: []string{"line 3", "ENV"}},
+		{name: "unknown instruction", dockerfile: "FROM busybox\nFROBNICATE now\n", want: []string{"line 2", "unknown instruction: FROBNICATE"}},
+		{name: "no FROM", dockerfile: "RUN true\n", want: []string{"no build stage"}},
+		{name: "missing base", dockerfile: "FROM localhost:1/nosuch/image:1\n", want: []string{"nosuch/image"}},
+		{name: "outside the context", dockerfile: "FROM busybox\nCOPY ../secret /x\n", want: []string{"outside the build context"}},
+		{name: "missing source", dockerfile: "FROM busybox\nCOPY nothere.txt /x\n", want: []string{"nothere.txt"}},
+		{name: "ignored source", dockerfile: "FROM busybox\nCOPY hidden.txt /x\n", files: map[string]string{"hidden.txt": "x", ".dockerignore": "hidden.txt\n"}, want: []string{"excluded by .dockerignore"}},
+		{name: "failing RUN", dockerfile: "FROM busybox\nRUN echo the tail of the output; exit 7\n", want: []string{"returned a non-zero code: 7", "the tail of the output"}},
+		{name: "unknown target", dockerfile: "FROM busybox AS a\n", args: []string{"--target", "b"}, want: []string{`target stage "b"`}},
+		{name: "bad chmod", dockerfile: "FROM busybox\nCOPY Dockerfile --chmod=999 /x\n", want: []string{"COPY"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.TempDir()
+			os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(tc.dockerfile), 0o644)
+			for n, b := range tc.files {
+				os.WriteFile(filepath.Join(ctx, n), []byte(b), 0o644)
+			}
+			args := append(append([]string{"build", "-t", "bad:1"}, tc.args...), ctx)
+			out, errOut, code := d.Berth("", args...)
+			if code == 0 {
+				t.Fatalf("berth build succeeded:\n%s", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out+errOut, w) {
+					t.Errorf("output lacks %q:\nstdout: %s\nstderr: %s", w, out, errOut)
+				}
+			}
+			if lines := strings.Split(strings.TrimSpace(errOut), "\n"); len(lines) != 1 {
+				t.Errorf("the error is not one line: %q", errOut)
+			}
+		})
+	}
+	if _, _, code := d.Berth("", "image", "inspect", "bad:1"); code == 0 {
+		t.Error("a failed build tagged an image")
+	}
+	// Failed builds leave no container behind.
+	if ps := mustB(t, d, "", "ps", "-a", "-q"); ps != "" {
+		t.Errorf("failed builds left containers: %q", ps)
+	}
+	_ = before
+}
+
+// golangImage makes golang:local: busybox with the host's Go toolchain
+// (sources without tests and tools' sources), nothing pulled.
+func golangImage(t *testing.T, d *testutil.Daemon) {
+	t.Helper()
+	goroot := strings.TrimSpace(string(must(exec.Command("go", "env", "GOROOT").Output())))
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := copyTar(tw, busyboxTar(t))
+		for _, sub := range []string{"bin", "pkg/tool", "pkg/include", "src", "lib", "go.env", "VERSION"} {
+			if err != nil {
+				break
+			}
+			root := filepath.Join(goroot, sub)
+			err = filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+				if err != nil {
+					return err
+				}
+				rel, _ := filepath.Rel(goroot, p)
+				if fi.IsDir() && (fi.Name() == "testdata" || rel == "src/cmd") || strings.HasSuffix(p, "_test.go") {
+					if fi.IsDir() {
+						return filepath.SkipDir
+					}
+					return nil
+				}
+				var link string
+				if fi.Mode()&os.ModeSymlink != 0 {
+					link, _ = os.Readlink(p)
+				}
+				hdr, _ := tar.FileInfoHeader(fi, link)
+				hdr.Name = "usr/local/go/" + filepath.ToSlash(rel)
+				if err := tw.WriteHeader(hdr); err != nil {
+					return err
+				}
+				if fi.Mode().IsRegular() {
+					f, err := os.Open(p)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					_, err = io.Copy(tw, f)
+					return err
+				}
+				return nil
+			})
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	cmd := exec.Command(berthBin, "import", "--change", "ENV PATH=/usr/local/go/bin:/usr/bin:/bin", "-", "golang:local")
+	cmd.Env = d.Env()
+	cmd.Stdin = pr
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("importing the Go toolchain image: %v\n%s", err, out)
+	}
+}
+
+func copyTar(tw *tar.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestBuildGoMultiStage(t *testing.T) {
+	d := ctrDaemon(t, "berth")
+	golangImage(t, d)
+	ctx := fixture(t, "go-hello")
+	out := mustB(t, d, "", "build", "-t", "go-hello:1", ctx)
+	if !strings.Contains(out, "Successfully tagged go-hello:1") {
+		t.Fatalf("build output:\n%s", out)
+	}
+	if got := mustB(t, d, "", "run", "--rm", "go-hello:1", "berth"); got != "hello, berth, from a Go program berth built\n" {
+		t.Errorf("run of the Go image: %q", got)
+	}
+	// The final image is the binary alone: one layer, on scratch.
+	if n := inspectField(t, d, "go-hello:1", "{{len .RootFS.Layers}}"); n != "1" {
+		t.Errorf("the final image has %s layers, want 1", n)
+	}
+	// --target builds the first stage only: the toolchain image.
+	out = mustB(t, d, "", "build", "--target", "build", "-t", "go-build:1", ctx)
+	if strings.Contains(out, "FROM scratch") {
+		t.Errorf("--target build built the later stage:\n%s", out)
+	}
+	if got := mustB(t, d, "", "run", "--rm", "go-build:1", "/out/hello"); !strings.Contains(got, "hello, world") {
+		t.Errorf("the build stage's binary: %q", got)
+	}
+}
