@@ -26,6 +26,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -114,7 +115,8 @@ type stage struct {
 	cfg   v1.Config
 	shell []string
 	args  map[string]string // ARGs in scope (declared, with values)
-	order []string
+	step  int               // the number of its next step
+	out   io.Writer
 }
 
 type run struct {
@@ -124,10 +126,10 @@ type run struct {
 	ignore  *patternmatcher.PatternMatcher
 	lex     *shell.Lex
 	meta    map[string]string // global ARGs (before the first FROM)
-	used    map[string]bool   // build args consumed
-	built   map[int]*stage
+	usedMu  sync.Mutex
+	used    map[string]bool // build args consumed
+	built   map[int]*stageRun
 	stages  []instructions.Stage
-	step    int
 	steps   int
 	epoch   time.Time
 	created time.Time
@@ -138,7 +140,7 @@ func (b *Builder) Build(ctx context.Context, o Options) (Result, error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	r := &run{b: b, o: o, out: o.Out, meta: map[string]string{}, used: map[string]bool{}, built: map[int]*stage{}}
+	r := &run{b: b, o: o, out: o.Out, meta: map[string]string{}, used: map[string]bool{}, built: map[int]*stageRun{}}
 	if v := o.BuildArgs["SOURCE_DATE_EPOCH"]; v != nil {
 		var sec int64
 		if _, err := fmt.Sscan(*v, &sec); err != nil || sec < 0 {
@@ -195,12 +197,11 @@ func (b *Builder) Build(ctx context.Context, o Options) (Result, error) {
 	for _, i := range need {
 		r.steps += 1 + len(stages[i].Commands)
 	}
-	var last *stage
-	for _, i := range need {
-		if last, err = r.buildStage(ctx, i); err != nil {
-			return Result{}, err
-		}
+	last, err := r.buildStages(ctx, need)
+	if err != nil {
+		return Result{}, err
 	}
+	last.out = r.out
 	if len(o.Labels) > 0 {
 		cfg := last.cfg
 		cfg.Labels = maps(cfg.Labels)
@@ -327,23 +328,12 @@ func (r *run) needed(target int) ([]int, error) {
 			return nil
 		}
 		seen[i] = true
-		s := r.stages[i]
-		base, err := r.expandMeta(s.BaseName)
-		if err != nil {
-			return err
+		if _, err := r.expandMeta(r.stages[i].BaseName); err != nil {
+			return fmt.Errorf("FROM %s: %w", r.stages[i].BaseName, err)
 		}
-		if j := r.stageIndex(base, i); j >= 0 {
+		for _, j := range r.deps(i) {
 			if err := visit(j); err != nil {
 				return err
-			}
-		}
-		for _, c := range s.Commands {
-			if cp, ok := c.(*instructions.CopyCommand); ok && cp.From != "" {
-				if j := r.stageIndex(cp.From, i); j >= 0 {
-					if err := visit(j); err != nil {
-						return err
-					}
-				}
 			}
 		}
 		return nil
@@ -386,7 +376,9 @@ func (r *run) expandMeta(word string) (string, error) {
 // against scope. ok is false for an ARG with neither.
 func (r *run) argValue(kv instructions.KeyValuePairOptional, scope map[string]string) (string, bool) {
 	if v, ok := r.o.BuildArgs[kv.Key]; ok && v != nil {
+		r.usedMu.Lock()
 		r.used[kv.Key] = true
+		r.usedMu.Unlock()
 		return *v, true
 	}
 	if kv.Value == nil {
@@ -403,31 +395,31 @@ func (r *run) argValue(kv instructions.KeyValuePairOptional, scope map[string]st
 	return w, true
 }
 
-func (r *run) header(text string) {
-	r.step++
-	fmt.Fprintf(r.out, "Step %d/%d : %s\n", r.step, r.steps, text)
+func (r *run) header(st *stage, text string) {
+	fmt.Fprintf(st.out, "Step %d/%d : %s\n", st.step, r.steps, text)
+	st.step++
 }
 
 // buildStage runs one FROM and its instructions.
-func (r *run) buildStage(ctx context.Context, i int) (*stage, error) {
+func (r *run) buildStage(ctx context.Context, i int, firstStep int, out io.Writer) (*stage, error) {
 	s := r.stages[i]
-	st := &stage{name: s.Name, index: i, args: map[string]string{}, shell: []string{"/bin/sh", "-c"}}
-	r.header(s.SourceCode)
+	st := &stage{name: s.Name, index: i, args: map[string]string{}, shell: []string{"/bin/sh", "-c"}, step: firstStep, out: out}
+	r.header(st, s.SourceCode)
 	base, err := r.expandMeta(s.BaseName)
 	if err != nil {
 		return nil, errdefs.Invalidf("FROM %s: %v", s.BaseName, err)
 	}
 	switch j := r.stageIndex(base, i); {
 	case j >= 0:
-		prev := r.built[j]
+		prev := r.stageResult(j)
 		st.img, st.cfg = prev.img, prev.cfg
 		if prev.img == nil {
-			fmt.Fprintln(r.out, " ---> scratch")
+			fmt.Fprintln(st.out, " ---> scratch")
 		}
 	case strings.EqualFold(base, "scratch"):
-		fmt.Fprintln(r.out, " ---> scratch")
+		fmt.Fprintln(st.out, " ---> scratch")
 	default:
-		img, err := r.baseImage(ctx, base)
+		img, err := r.baseImage(ctx, st.out, base)
 		if err != nil {
 			return nil, err
 		}
@@ -435,7 +427,7 @@ func (r *run) buildStage(ctx context.Context, i int) (*stage, error) {
 		st.cfg = img.Config.Config
 	}
 	if st.img != nil {
-		fmt.Fprintf(r.out, " ---> %s\n", images.ShortID(st.img.ID))
+		fmt.Fprintf(st.out, " ---> %s\n", images.ShortID(st.img.ID))
 		if len(st.cfg.Shell) > 0 {
 			st.shell = st.cfg.Shell
 		}
@@ -444,7 +436,7 @@ func (r *run) buildStage(ctx context.Context, i int) (*stage, error) {
 	triggers := st.cfg.OnBuild
 	st.cfg.OnBuild = nil
 	for _, t := range triggers {
-		fmt.Fprintf(r.out, "# Executing 1 build trigger\n")
+		fmt.Fprintf(st.out, "# Executing 1 build trigger\n")
 		res, err := parser.Parse(strings.NewReader(t))
 		if err != nil || len(res.AST.Children) != 1 {
 			return nil, errdefs.Invalidf("ONBUILD trigger %q of %s: %v", t, base, err)
@@ -462,13 +454,12 @@ func (r *run) buildStage(ctx context.Context, i int) (*stage, error) {
 			return nil, err
 		}
 	}
-	r.built[i] = st
 	return st, nil
 }
 
 // baseImage finds FROM's image: in the store, pulled when missing or with
 // --pull.
-func (r *run) baseImage(ctx context.Context, name string) (*images.Resolved, error) {
+func (r *run) baseImage(ctx context.Context, out io.Writer, name string) (*images.Resolved, error) {
 	if _, err := reference.Parse(name); err != nil {
 		return nil, errdefs.Invalidf("FROM %s: invalid image reference: %v", name, err)
 	}
@@ -481,7 +472,7 @@ func (r *run) baseImage(ctx context.Context, name string) (*images.Resolved, err
 			return nil, err
 		}
 	}
-	fmt.Fprintf(r.out, "Pulling %s\n", name)
+	fmt.Fprintf(out, "Pulling %s\n", name)
 	if _, err := r.b.Images.Pull(ctx, name, images.PullOptions{}); err != nil {
 		return nil, fmt.Errorf("FROM %s: the base image is not in the store and pulling it failed: %w", name, err)
 	}
@@ -512,7 +503,7 @@ func (r *run) dispatch(ctx context.Context, st *stage, cmd any, counted bool) er
 		code = c.String()
 	}
 	if counted {
-		r.header(code)
+		r.header(st, code)
 	}
 	if e, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
 		if _, isRun := cmd.(*instructions.RunCommand); !isRun {
@@ -545,7 +536,7 @@ func (r *run) dispatch(ctx context.Context, st *stage, cmd any, counted bool) er
 			}
 		}
 		// ARG changes no image, but the cache key of later steps.
-		fmt.Fprintf(r.out, " ---> %s\n", r.shortID(st))
+		fmt.Fprintf(st.out, " ---> %s\n", r.shortID(st))
 		return nil
 	case *instructions.ShellCommand:
 		st.shell = slices.Clone(c.Shell)
@@ -635,7 +626,7 @@ func (r *run) cached(ctx context.Context, key string) *images.Resolved {
 func (r *run) commit(ctx context.Context, st *stage, cfg v1.Config, createdBy string, extra []byte, layer func(context.Context) (func(io.Writer) error, func(), error)) error {
 	key := r.key(st, createdBy, extra)
 	if img := r.cached(ctx, key); img != nil {
-		fmt.Fprintf(r.out, " ---> Using cache\n ---> %s\n", images.ShortID(img.ID))
+		fmt.Fprintf(st.out, " ---> Using cache\n ---> %s\n", images.ShortID(img.ID))
 		st.img, st.cfg = img, img.Config.Config
 		return nil
 	}
@@ -661,7 +652,7 @@ func (r *run) commit(ctx context.Context, st *stage, cfg v1.Config, createdBy st
 			_ = atomicfile.WriteFile(filepath.Join(r.b.CacheDir, key), []byte(img.ID.String()+"\n"), 0o600)
 		}
 	}
-	fmt.Fprintf(r.out, " ---> %s\n", images.ShortID(img.ID))
+	fmt.Fprintf(st.out, " ---> %s\n", images.ShortID(img.ID))
 	st.img, st.cfg = res, res.Config.Config
 	return nil
 }

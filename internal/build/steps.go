@@ -68,8 +68,8 @@ func (r *run) runStep(ctx context.Context, st *stage, c *instructions.RunCommand
 			return nil, nil, fmt.Errorf("%s: %w", code, err)
 		}
 		done := func() { _ = bc.Remove(ctx) }
-		fmt.Fprintf(r.out, " ---> Running in %s\n", bc.ID()[:12])
-		tw := &tailWriter{w: r.out}
+		fmt.Fprintf(st.out, " ---> Running in %s\n", bc.ID()[:12])
+		tw := &tailWriter{w: st.out}
 		exit, err := bc.Run(ctx, tw)
 		if err != nil {
 			done()
@@ -79,7 +79,7 @@ func (r *run) runStep(ctx context.Context, st *stage, c *instructions.RunCommand
 			done()
 			return nil, nil, &StepError{Step: code, Command: argv, ExitCode: exit}
 		}
-		fmt.Fprintf(r.out, " ---> Removed intermediate container %s\n", bc.ID()[:12])
+		fmt.Fprintf(st.out, " ---> Removed intermediate container %s\n", bc.ID()[:12])
 		return func(w io.Writer) error { return bc.WriteDiff(ctx, w, r.epoch) }, done, nil
 	})
 }
@@ -195,12 +195,13 @@ func (r *run) copyStep(ctx context.Context, st *stage, code string, cs copySpec)
 	root := r.o.ContextDir
 	if cs.from != "" {
 		if j := r.stageIndex(cs.from, st.index); j >= 0 {
-			if r.built[j] == nil || r.built[j].img == nil {
+			prev := r.stageResult(j)
+			if prev == nil || prev.img == nil {
 				return errdefs.Invalidf("%s: stage %s has no file system", code, cs.from)
 			}
-			fromImage = r.built[j].img.ID.String()
+			fromImage = prev.img.ID.String()
 		} else {
-			img, err := r.baseImage(ctx, cs.from)
+			img, err := r.baseImage(ctx, st.out, cs.from)
 			if err != nil {
 				return fmt.Errorf("%s: --from=%s: %w", code, cs.from, err)
 			}

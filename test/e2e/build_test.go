@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -420,5 +421,39 @@ func TestBuildGoMultiStage(t *testing.T) {
 	}
 	if got := mustB(t, d, "", "run", "--rm", "go-build:1", "/out/hello"); !strings.Contains(got, "hello, world") {
 		t.Errorf("the build stage's binary: %q", got)
+	}
+}
+
+func TestBuildParallelStages(t *testing.T) {
+	d := ctrDaemon(t, "berth")
+	ctx := t.TempDir()
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(`FROM busybox AS a
+RUN sleep 1 && echo a > /a
+FROM busybox AS b
+RUN sleep 1 && echo b > /b
+FROM busybox AS unused
+RUN exit 1
+FROM busybox
+COPY --from=a /a /a
+COPY --from=b /b /b
+RUN cat /a /b
+`), 0o644)
+	since := strconv.FormatInt(time.Now().Add(-time.Second).Unix(), 10)
+	out := mustB(t, d, "", "build", "-t", "par:1", ctx)
+	// The output is in stage order, whole; the unused stage is not built.
+	if strings.Contains(out, "exit 1") || !strings.Contains(out, "Step 2/8 : RUN sleep 1 && echo a") || !strings.Contains(out, "a\nb\n") {
+		t.Errorf("build output:\n%s", out)
+	}
+	if strings.Index(out, "echo a") > strings.Index(out, "echo b") {
+		t.Errorf("stage output out of order:\n%s", out)
+	}
+	// The two independent stages ran at once: each started before the
+	// other ended (each RUN takes a second).
+	until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
+	time.Sleep(1100 * time.Millisecond)
+	evs := mustB(t, d, "", "events", "--since", since, "--until", until, "--filter", "label=berth.build.step", "--filter", "event=start", "--filter", "event=die", "--format", "{{.Action}} {{.Actor.ID}}")
+	lines := strings.Split(strings.TrimSpace(evs), "\n")
+	if len(lines) < 4 || !strings.HasPrefix(lines[0], "start") || !strings.HasPrefix(lines[1], "start") {
+		t.Errorf("the independent stages did not overlap; build container events:\n%s", evs)
 	}
 }
