@@ -21,6 +21,8 @@ targets=(
 	"./internal/network FuzzNetworkInput 20000"
 	"./internal/events FuzzOpen 5000"
 	"./internal/probe FuzzParse 100000"
+	"./internal/build FuzzDockerfile 20000"
+	"./internal/build FuzzDockerignore 5000"
 )
 
 for t in "${targets[@]}"; do

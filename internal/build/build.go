@@ -162,40 +162,12 @@ func (b *Builder) Build(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := parser.Parse(strings.NewReader(src))
+	need, err := r.plan(name, src)
 	if err != nil {
-		return Result{}, errdefs.Invalidf("%s: %v", name, err)
-	}
-	r.lex = shell.NewLex(res.EscapeToken)
-	stages, metaArgs, err := instructions.Parse(res.AST, linter.New(&linter.Config{}))
-	if err != nil {
-		return Result{}, errdefs.Invalidf("%s: %v", name, err)
-	}
-	if len(stages) == 0 {
-		return Result{}, errdefs.Invalidf("%s: no FROM instruction: a Dockerfile must begin with FROM (ARGs may come first)", name)
-	}
-	r.stages = stages
-	for _, a := range metaArgs {
-		for _, kv := range a.Args {
-			v, ok := r.argValue(kv, r.meta)
-			if ok {
-				r.meta[kv.Key] = v
-			}
-		}
-	}
-	target := len(stages) - 1
-	if o.Target != "" {
-		target = slices.IndexFunc(stages, func(s instructions.Stage) bool { return strings.EqualFold(s.Name, o.Target) })
-		if target < 0 {
-			return Result{}, errdefs.Invalidf("target stage %q could not be found in %s", o.Target, name)
-		}
-	}
-	need, err := r.needed(target)
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: %w", name, err)
+		return Result{}, err
 	}
 	for _, i := range need {
-		r.steps += 1 + len(stages[i].Commands)
+		r.steps += 1 + len(r.stages[i].Commands)
 	}
 	last, err := r.buildStages(ctx, need)
 	if err != nil {
@@ -238,6 +210,43 @@ func (b *Builder) Build(ctx context.Context, o Options) (Result, error) {
 		fmt.Fprintf(r.out, "Successfully tagged %s\n", ref.Familiar())
 	}
 	return Result{ID: id}, nil
+}
+
+// plan parses the Dockerfile and lists the stages the target needs.
+func (r *run) plan(name, src string) ([]int, error) {
+	res, err := parser.Parse(strings.NewReader(src))
+	if err != nil {
+		return nil, errdefs.Invalidf("%s: %v", name, err)
+	}
+	r.lex = shell.NewLex(res.EscapeToken)
+	stages, metaArgs, err := instructions.Parse(res.AST, linter.New(&linter.Config{}))
+	if err != nil {
+		return nil, errdefs.Invalidf("%s: %v", name, err)
+	}
+	if len(stages) == 0 {
+		return nil, errdefs.Invalidf("%s: no FROM instruction: a Dockerfile must begin with FROM (ARGs may come first)", name)
+	}
+	r.stages = stages
+	for _, a := range metaArgs {
+		for _, kv := range a.Args {
+			v, ok := r.argValue(kv, r.meta)
+			if ok {
+				r.meta[kv.Key] = v
+			}
+		}
+	}
+	target := len(stages) - 1
+	if r.o.Target != "" {
+		target = slices.IndexFunc(stages, func(s instructions.Stage) bool { return strings.EqualFold(s.Name, r.o.Target) })
+		if target < 0 {
+			return nil, errdefs.Invalidf("target stage %q could not be found in %s", r.o.Target, name)
+		}
+	}
+	need, err := r.needed(target)
+	if err != nil {
+		return nil, errdefs.Invalidf("%s: %v", name, err)
+	}
+	return need, nil
 }
 
 // predefinedArgs are Docker's proxy args, usable without an ARG.
