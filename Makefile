@@ -40,6 +40,7 @@ bench: build
 	@bash scripts/deps.sh --bench
 	@bash bench/pull.sh $(BIN)
 	@bash bench/run.sh $(BIN)
+	@bash bench/build.sh $(BIN)
 
 clean:
 	rm -rf bin
