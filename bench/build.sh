@@ -18,25 +18,9 @@ berth=$(realpath "${1:-bin/berth}")
 runs=${2:-7}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 work=$(mktemp -d /var/tmp/berth-bench-build.XXXXXX)
-berthpid= dockerpid=
-B="$berth -H unix://$work/berth.sock"
-D="docker -H unix://$work/docker.sock"
-P="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay --cgroup-manager=cgroupfs --runtime runc"
-
-cleanup() {
-	set +e
-	[[ -n $berthpid ]] && { $B ps -aq | xargs -r $B rm -f >/dev/null; kill "$berthpid"; wait "$berthpid"; } 2>/dev/null
-	"$berth" daemon --root "$work/berth" --exec-root "$work/berth-run" --teardown-networks
-	[[ -n $dockerpid ]] && { $D ps -aq | xargs -r $D rm -f >/dev/null; kill "$dockerpid"; wait "$dockerpid"; } 2>/dev/null
-	command -v podman >/dev/null && { $P rm -af -t 0 >/dev/null 2>&1; $P system reset -f >/dev/null 2>&1; }
-	grep " $work/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
-	rmdir /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth 2>/dev/null
-	rm -rf "$work" 2>/dev/null || { sleep 1; rm -rf "$work"; }
-}
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 trap cleanup EXIT
-
-now() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END{if (NR==0) print "n/a"; else print a[int((NR+1)/2)]}'; }
 
 bash "$here/../scripts/mkbase.sh" "$work/busybox.tar" 2>/dev/null
 # The fixtures, with the files the shell app's ADD and .dockerignore need.
@@ -47,33 +31,13 @@ echo ignored >"$work/shell-app/notes.txt"
 # Docker 20.10's classic builder has no COPY --chmod (BuildKit only).
 sed -i 's/ --chmod=640//' "$work/shell-app/Dockerfile"
 
-"$berth" daemon --root "$work/berth" --exec-root "$work/berth-run" -H "unix://$work/berth.sock" >"$work/berth.log" 2>&1 &
-berthpid=$!
-for _ in $(seq 200); do curl -fsS --unix-socket "$work/berth.sock" http://berth/_ping >/dev/null 2>&1 && break; sleep 0.05; done
-$B import "$work/busybox.tar" busybox:latest >/dev/null
+start_berth
 tools=(berth)
-if command -v dockerd >/dev/null; then
-	mkdir -p "$work/docker" "$work/docker-exec"
-	dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
-		--pidfile "$work/docker.pid" --bridge none --iptables=false --ip-masq=false --storage-driver overlay2 \
-		>"$work/dockerd.log" 2>&1 &
-	dockerpid=$!
-	for _ in $(seq 300); do $D version >/dev/null 2>&1 && break; sleep 0.1; done
-	$D import "$work/busybox.tar" busybox:latest >/dev/null
-	tools+=(docker)
-else
-	echo "bench: dockerd not installed (apt-get install docker.io); skipped" >&2
-fi
-if command -v podman >/dev/null; then
-	$P import "$work/busybox.tar" busybox:latest >/dev/null 2>&1
-	tools+=(podman)
-else
-	echo "bench: podman not installed (scripts/deps.sh --bench); skipped" >&2
-fi
+start_peers
 
 build_berth() { $B build -q --network none "$@" >/dev/null; }
 build_docker() { DOCKER_BUILDKIT=0 $D build -q --network none "$@" >/dev/null 2>&1; }
-build_podman() { $P build -q --network none --ulimit nofile=20000:20000 "$@" >/dev/null 2>&1; }
+build_podman() { $P build -q --network none $PRUN "$@" >/dev/null 2>&1; }
 
 for fx in shell-app static-site; do
 	declare -A cold=() cached=()

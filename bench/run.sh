@@ -25,38 +25,14 @@ berth=$(realpath "${1:-bin/berth}")
 runs=${2:-50}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 work=$(mktemp -d /var/tmp/berth-bench-run.XXXXXX)
-berthpid= dockerpid=
-B="$berth -H unix://$work/berth.sock"
-D="docker -H unix://$work/docker.sock"
-P="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay --cgroup-manager=cgroupfs --runtime runc"
-# Podman on this kind of host needs limits it can set (see MACHINE-NOTES).
-PRUN="--ulimit nofile=20000:20000 --ulimit nproc=4096:4096"
-
-cleanup() {
-	set +e
-	[[ -n $berthpid ]] && { $B ps -aq | xargs -r $B rm -f >/dev/null; kill "$berthpid"; wait "$berthpid"; } 2>/dev/null
-	"$berth" daemon --root "$work/berth" --exec-root "$work/berth-run" --teardown-networks
-	[[ -n $dockerpid ]] && { $D ps -aq | xargs -r $D rm -f >/dev/null; kill "$dockerpid"; wait "$dockerpid"; } 2>/dev/null
-	command -v podman >/dev/null && { $P rm -af -t 0 >/dev/null 2>&1; $P system reset -f >/dev/null 2>&1; }
-	runc --root "$work/runc" list -q 2>/dev/null | xargs -r -n1 runc --root "$work/runc" delete -f
-	grep " $work/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
-	# berth's parent cgroup, if no other daemon uses it (rmdir refuses a busy one).
-	rmdir /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth 2>/dev/null
-	rm -rf "$work" 2>/dev/null || { sleep 1; rm -rf "$work"; }
-}
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 trap cleanup EXIT
-
-now() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END{if (NR==0) print "n/a"; else print a[int((NR+1)/2)]}'; }
 
 bash "$here/../scripts/mkbase.sh" "$work/busybox.tar" 2>/dev/null
 
 # berth: a daemon of its own.
-"$berth" daemon --root "$work/berth" --exec-root "$work/berth-run" -H "unix://$work/berth.sock" >"$work/berth.log" 2>&1 &
-berthpid=$!
-for _ in $(seq 200); do curl -fsS --unix-socket "$work/berth.sock" http://berth/_ping >/dev/null 2>&1 && break; sleep 0.05; done
-curl -fsS --unix-socket "$work/berth.sock" http://berth/_ping >/dev/null 2>&1 || { echo "bench: the berth daemon did not start:" >&2; cat "$work/berth.log" >&2; exit 1; }
-$B import "$work/busybox.tar" busybox:latest >/dev/null
+start_berth
 
 # bare runc: the same rootfs as a bundle.
 mkdir -p "$work/bundle/rootfs"
@@ -74,24 +50,7 @@ sed -e "s#\"path\": \"[^\"]*/rootfs\"#\"path\": \"$work/bundle/rootfs\"#" \
 	"$work/berth-run/c/$short/config.json" >"$work/bundle-berth/config.json"
 
 tools=(berth berth-bridge berth-runc runc runc-berth-spec)
-if command -v dockerd >/dev/null; then
-	mkdir -p "$work/docker" "$work/docker-exec"
-	dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
-		--pidfile "$work/docker.pid" --bridge none --iptables=false --ip-masq=false --storage-driver overlay2 \
-		>"$work/dockerd.log" 2>&1 &
-	dockerpid=$!
-	for _ in $(seq 300); do $D version >/dev/null 2>&1 && break; sleep 0.1; done
-	$D import "$work/busybox.tar" busybox:latest >/dev/null
-	tools+=(docker)
-else
-	echo "bench: dockerd not installed (apt-get install docker.io); skipped" >&2
-fi
-if command -v podman >/dev/null; then
-	$P import "$work/busybox.tar" busybox:latest >/dev/null 2>&1
-	tools+=(podman)
-else
-	echo "bench: podman not installed (scripts/deps.sh --bench); skipped" >&2
-fi
+start_peers
 
 n=0
 run_berth() { $B run --rm --network none busybox true; }

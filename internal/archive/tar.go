@@ -159,3 +159,32 @@ func inodeKey(fi os.FileInfo) ([2]uint64, uint64) {
 	}
 	return [2]uint64{}, 1
 }
+
+// CopyEntries copies tr's entries to tw until the end of tr. edit, if set,
+// may change each header first, or leave the entry out (false).
+func CopyEntries(tw *tar.Writer, tr *tar.Reader, edit func(*tar.Header) (bool, error)) error {
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if edit != nil {
+			keep, err := edit(hdr)
+			if err != nil {
+				return err
+			}
+			if !keep {
+				continue
+			}
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
+}

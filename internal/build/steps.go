@@ -402,25 +402,9 @@ func appendTree(ctx context.Context, tw *tar.Writer, src, name string, o archive
 	o.Prefix = name
 	go func() { pw.CloseWithError(archive.WriteTree(ctx, pw, src, o)) }()
 	defer pr.Close()
-	tr := tar.NewReader(pr)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if isDir && strings.TrimSuffix(hdr.Name, "/") == name {
-			continue
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			return err
-		}
-	}
+	return archive.CopyEntries(tw, tar.NewReader(pr), func(hdr *tar.Header) (bool, error) {
+		return !isDir || strings.TrimSuffix(hdr.Name, "/") != name, nil
+	})
 }
 
 // extractTar copies a local tar archive's entries (plain or compressed)
@@ -441,21 +425,13 @@ func extractTar(ctx context.Context, tw *tar.Writer, file, dest string) (bool, e
 	if len(head) < 512 || !bytes.Equal(head[257:262], []byte("ustar")) {
 		return false, nil
 	}
-	tr := tar.NewReader(br)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return true, nil
-		}
-		if err != nil {
-			return true, err
-		}
+	err = archive.CopyEntries(tw, tar.NewReader(br), func(hdr *tar.Header) (bool, error) {
 		if ctx.Err() != nil {
-			return true, ctx.Err()
+			return false, ctx.Err()
 		}
 		rel, err := contextPath(hdr.Name)
 		if err != nil || rel == "" {
-			continue // Apply refuses escapes too; skip the archive's root
+			return false, nil // Apply refuses escapes too; skip the archive's root
 		}
 		hdr.Name = path.Join(dest, rel)
 		if hdr.Typeflag == tar.TypeDir {
@@ -464,17 +440,13 @@ func extractTar(ctx context.Context, tw *tar.Writer, file, dest string) (bool, e
 		if hdr.Typeflag == tar.TypeLink {
 			l, err := contextPath(hdr.Linkname)
 			if err != nil {
-				return true, fmt.Errorf("hard link %s -> %s: %v", hdr.Name, hdr.Linkname, err)
+				return false, fmt.Errorf("hard link %s -> %s: %v", hdr.Name, hdr.Linkname, err)
 			}
 			hdr.Linkname = path.Join(dest, l)
 		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return true, err
-		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			return true, err
-		}
-	}
+		return true, nil
+	})
+	return true, err
 }
 
 // fetch is ADD of a URL: the file at dest (in dest, named as the URL's

@@ -59,12 +59,13 @@ changed makes nothing new and gives the same image ID.`,
 }
 
 func newBuilderCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "builder", Short: "Manage builds"}
+	c := &cobra.Command{Use: "builder", Short: "Manage builds", Example: "  berth builder prune"}
 	prune := &cobra.Command{
-		Use:   "prune [OPTIONS]",
-		Short: "Remove build cache",
-		Long:  "Remove the build cache: every build step's image that nothing names and no container uses, and every cache key.",
-		Args:  exactArgs(0),
+		Use:     "prune [OPTIONS]",
+		Short:   "Remove build cache",
+		Long:    "Remove the build cache: every build step's image that nothing names and no container uses, and every cache key.",
+		Example: "  berth builder prune\n  berth builder prune -f",
+		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var res struct {
 				CachesDeleted  []string
@@ -262,21 +263,8 @@ func tarContext(cmd *cobra.Command, w io.Writer, dir string, extra []byte) error
 	go func() { pw.CloseWithError(archive.WriteTree(cmd.Context(), pw, dir, archive.TreeOptions{Skip: skip})) }()
 	defer pr.Close()
 	tw := tar.NewWriter(w)
-	tr := tar.NewReader(pr)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			return err
-		}
+	if err := archive.CopyEntries(tw, tar.NewReader(pr), nil); err != nil {
+		return err
 	}
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: ".berth-dockerfile", Mode: 0o600, Size: int64(len(extra))}); err != nil {
 		return err

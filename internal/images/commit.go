@@ -84,13 +84,23 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (Image, error) {
 		layers = append(layers, desc)
 	}
 	cfg.History = append(cfg.History, hist)
+	out, err := s.putImage(ctx, cfg, layers, Image{BuildCache: o.BuildCache})
+	if err != nil {
+		return Image{}, fmt.Errorf("committing: %w", err)
+	}
+	return out, nil
+}
+
+// putImage writes an image's config and OCI manifest, content-addressed,
+// and records it (with rec's tags and flags).
+func (s *Service) putImage(ctx context.Context, cfg v1.ConfigFile, layers []ocispec.Descriptor, rec Image) (Image, error) {
 	cb, err := json.Marshal(cfg)
 	if err != nil {
 		return Image{}, err
 	}
 	cd, err := s.Content.WriteBlob(ctx, "", cb)
 	if err != nil {
-		return Image{}, fmt.Errorf("committing: storing config: %w", err)
+		return Image{}, fmt.Errorf("storing config: %w", err)
 	}
 	if layers == nil {
 		layers = []ocispec.Descriptor{}
@@ -107,13 +117,15 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (Image, error) {
 	}
 	md, err := s.Content.WriteBlob(ctx, "", mb)
 	if err != nil {
-		return Image{}, fmt.Errorf("committing: storing manifest: %w", err)
+		return Image{}, fmt.Errorf("storing manifest: %w", err)
 	}
-	rec, err := s.Records.Put(ctx, Image{ID: cd, Manifest: ocispec.Descriptor{MediaType: man.MediaType, Digest: md, Size: int64(len(mb))}, BuildCache: o.BuildCache})
+	rec.ID = cd
+	rec.Manifest = ocispec.Descriptor{MediaType: man.MediaType, Digest: md, Size: int64(len(mb))}
+	out, err := s.Records.Put(ctx, rec)
 	if err != nil {
-		return Image{}, fmt.Errorf("committing: recording image: %w", err)
+		return Image{}, fmt.Errorf("recording image: %w", err)
 	}
-	return rec, nil
+	return out, nil
 }
 
 // storeLayer runs write into a pipe, unpacks the tar into a new snapshot

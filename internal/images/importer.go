@@ -2,7 +2,6 @@ package images
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -98,35 +97,13 @@ func (s *Service) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 	cfg.Created = now
 	cfg.RootFS.DiffIDs = []v1.Hash{h}
 	cfg.History = []v1.History{{Created: now, CreatedBy: "import", Comment: opts.Message}}
-	cb, err := json.Marshal(cfg)
-	if err != nil {
-		return Image{}, err
-	}
-	cd, err := s.Content.WriteBlob(ctx, "", cb)
-	if err != nil {
-		return Image{}, fmt.Errorf("importing: storing config: %w", err)
-	}
-	man := ocispec.Manifest{
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(cb))},
-		Layers:    []ocispec.Descriptor{layer},
-	}
-	man.SchemaVersion = 2
-	mb, err := json.Marshal(man)
-	if err != nil {
-		return Image{}, err
-	}
-	md, err := s.Content.WriteBlob(ctx, "", mb)
-	if err != nil {
-		return Image{}, fmt.Errorf("importing: storing manifest: %w", err)
-	}
-	rec := Image{ID: cd, Manifest: ocispec.Descriptor{MediaType: man.MediaType, Digest: md, Size: int64(len(mb))}}
+	rec := Image{}
 	if !ref.IsZero() {
 		rec.RepoTags = []string{ref.String()}
 	}
-	out, err := s.Records.Put(ctx, rec)
+	out, err := s.putImage(ctx, cfg, []ocispec.Descriptor{layer}, rec)
 	if err != nil {
-		return Image{}, fmt.Errorf("importing: recording image: %w", err)
+		return Image{}, fmt.Errorf("importing: %w", err)
 	}
 	return out, nil
 }

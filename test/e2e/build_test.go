@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/archive"
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
@@ -228,9 +229,9 @@ func TestBuildStaticSiteRunsUnderBerthAndDockerd(t *testing.T) {
 
 	// The same images load into the real dockerd and run there the same.
 	host := dockerd(t)
-	archive := filepath.Join(t.TempDir(), "built.tar")
-	mustB(t, d, "", "save", "-o", archive, "static-site:1", "shell-app:1")
-	docker(t, host, "load", "-i", archive)
+	saved := filepath.Join(t.TempDir(), "built.tar")
+	mustB(t, d, "", "save", "-o", saved, "static-site:1", "shell-app:1")
+	docker(t, host, "load", "-i", saved)
 	if got := docker(t, host, "run", "--rm", "--network", "none", "static-site:1", "cat", "/www/index.html"); !strings.Contains(got, "served by busybox httpd") {
 		t.Errorf("dockerd run of the site image: %q", got)
 	}
@@ -374,22 +375,7 @@ func copyTar(tw *tar.Writer, path string) error {
 		return err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			return err
-		}
-	}
+	return archive.CopyEntries(tw, tar.NewReader(f), nil)
 }
 
 func must[T any](v T, err error) T {

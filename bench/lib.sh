@@ -1,0 +1,57 @@
+# lib.sh: what the benchmarks share. Sourced with $berth and $work set:
+# the daemons' commands, their start and their complete removal.
+# shellcheck shell=bash
+berthpid= dockerpid=
+B="$berth -H unix://$work/berth.sock"
+D="docker -H unix://$work/docker.sock"
+P="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay --cgroup-manager=cgroupfs --runtime runc"
+# Podman on this kind of host needs limits it can set (see MACHINE-NOTES).
+PRUN="--ulimit nofile=20000:20000 --ulimit nproc=4096:4096"
+
+cleanup() {
+	set +e
+	[[ -n $berthpid ]] && { $B ps -aq | xargs -r $B rm -f >/dev/null; kill "$berthpid"; wait "$berthpid"; } 2>/dev/null
+	"$berth" daemon --root "$work/berth" --exec-root "$work/berth-run" --teardown-networks
+	[[ -n $dockerpid ]] && { $D ps -aq | xargs -r $D rm -f >/dev/null; kill "$dockerpid"; wait "$dockerpid"; } 2>/dev/null
+	command -v podman >/dev/null && { $P rm -af -t 0 >/dev/null 2>&1; $P system reset -f >/dev/null 2>&1; }
+	[[ -d $work/runc ]] && runc --root "$work/runc" list -q 2>/dev/null | xargs -r -n1 runc --root "$work/runc" delete -f
+	grep " $work/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
+	# berth's parent cgroup, if no other daemon uses it (rmdir refuses a busy one).
+	rmdir /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth 2>/dev/null
+	rm -rf "$work" 2>/dev/null || { sleep 1; rm -rf "$work"; }
+}
+
+now() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END{if (NR==0) print "n/a"; else print a[int((NR+1)/2)]}'; }
+
+# start_berth starts a berth daemon of its own and imports busybox.tar.
+start_berth() {
+	"$berth" daemon --root "$work/berth" --exec-root "$work/berth-run" -H "unix://$work/berth.sock" >"$work/berth.log" 2>&1 &
+	berthpid=$!
+	for _ in $(seq 200); do curl -fsS --unix-socket "$work/berth.sock" http://berth/_ping >/dev/null 2>&1 && break; sleep 0.05; done
+	curl -fsS --unix-socket "$work/berth.sock" http://berth/_ping >/dev/null 2>&1 || { echo "bench: the berth daemon did not start:" >&2; cat "$work/berth.log" >&2; exit 1; }
+	$B import "$work/busybox.tar" busybox:latest >/dev/null
+}
+
+# start_peers starts dockerd and readies podman when installed, each with
+# busybox imported, and appends their names to the tools array.
+start_peers() {
+	if command -v dockerd >/dev/null; then
+		mkdir -p "$work/docker" "$work/docker-exec"
+		dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
+			--pidfile "$work/docker.pid" --bridge none --iptables=false --ip-masq=false --storage-driver overlay2 \
+			>"$work/dockerd.log" 2>&1 &
+		dockerpid=$!
+		for _ in $(seq 300); do $D version >/dev/null 2>&1 && break; sleep 0.1; done
+		$D import "$work/busybox.tar" busybox:latest >/dev/null
+		tools+=(docker)
+	else
+		echo "bench: dockerd not installed (apt-get install docker.io); skipped" >&2
+	fi
+	if command -v podman >/dev/null; then
+		$P import "$work/busybox.tar" busybox:latest >/dev/null 2>&1
+		tools+=(podman)
+	else
+		echo "bench: podman not installed (scripts/deps.sh --bench); skipped" >&2
+	fi
+}
