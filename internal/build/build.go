@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
@@ -279,7 +280,12 @@ func (r *run) dockerfile() (string, string, error) {
 	if err != nil {
 		return "", "", errdefs.Invalidf("Dockerfile %q: %v", name, err)
 	}
-	b, err := os.ReadFile(filepath.Join(r.o.ContextDir, rel))
+	// A symlink in the context resolves inside it, not to a host file.
+	full, err := securejoin.SecureJoin(r.o.ContextDir, rel)
+	if err != nil {
+		return "", "", errdefs.Invalidf("Dockerfile %q: %v", name, err)
+	}
+	b, err := os.ReadFile(full)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return "", "", errdefs.Invalidf("Cannot locate specified Dockerfile: %s", name)
@@ -290,7 +296,11 @@ func (r *run) dockerfile() (string, string, error) {
 }
 
 func (r *run) readIgnore() error {
-	f, err := os.Open(filepath.Join(r.o.ContextDir, ".dockerignore"))
+	p, err := securejoin.SecureJoin(r.o.ContextDir, ".dockerignore")
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

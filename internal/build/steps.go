@@ -288,17 +288,19 @@ func (r *run) sources(root string, cs copySpec, fromImage bool) ([]source, error
 			if !fromImage && r.ignored(m) {
 				return nil, fmt.Errorf("file not found in build context or excluded by .dockerignore: stat %s: file does not exist", p)
 			}
-			full := filepath.Join(root, m)
-			if fromImage {
-				// Inside an image, symlinks resolve within its root.
-				j, err := securejoin.SecureJoin(root, m)
-				if err != nil {
-					return nil, err
-				}
-				full = j
-				m, _ = filepath.Rel(root, j)
+			// Symlinks resolve within the tree (the context, or the
+			// image's root), never out of it onto the host's files.
+			full, err := securejoin.SecureJoin(root, m)
+			if err != nil {
+				return nil, err
 			}
-			fi, err := os.Stat(full)
+			if m, err = filepath.Rel(root, full); err != nil {
+				return nil, err
+			}
+			if !fromImage && r.ignored(filepath.ToSlash(m)) {
+				return nil, fmt.Errorf("file not found in build context or excluded by .dockerignore: stat %s: file does not exist", p)
+			}
+			fi, err := os.Lstat(full)
 			if err != nil {
 				return nil, fmt.Errorf("file not found in build context or excluded by .dockerignore: stat %s: file does not exist", p)
 			}

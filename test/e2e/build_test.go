@@ -300,6 +300,22 @@ func TestBuildBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A symlink in the context resolves inside it: no host file can be
+	// copied through one.
+	ctx := t.TempDir()
+	os.Symlink("/etc", filepath.Join(ctx, "hostetc"))
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nCOPY hostetc/hostname /x\n"), 0o644)
+	if out, errOut, code := d.Berth("", "build", "-t", "bad:1", ctx); code == 0 || !strings.Contains(errOut, "file not found") {
+		t.Errorf("COPY through a symlink to the host: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// One that points inside the context is followed there.
+	os.MkdirAll(filepath.Join(ctx, "sub"), 0o755)
+	os.WriteFile(filepath.Join(ctx, "sub", "f.txt"), []byte("inside\n"), 0o644)
+	os.Symlink("sub", filepath.Join(ctx, "inner"))
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nCOPY inner/f.txt /x/\nRUN grep -q inside /x/f.txt\n"), 0o644)
+	if out, errOut, code := d.Berth("", "build", ctx); code != 0 {
+		t.Errorf("COPY through a symlink inside the context: exit %d\n%s\n%s", code, out, errOut)
+	}
 	if _, _, code := d.Berth("", "image", "inspect", "bad:1"); code == 0 {
 		t.Error("a failed build tagged an image")
 	}
