@@ -228,6 +228,20 @@ func (r *run) plan(name, src string) ([]int, error) {
 		return nil, errdefs.Invalidf("%s: no FROM instruction: a Dockerfile must begin with FROM (ARGs may come first)", name)
 	}
 	r.stages = stages
+	// BuildKit's automatic platform args, for Dockerfiles that name them
+	// (FROM --platform=$BUILDPLATFORM): the host, the one platform berth
+	// builds for.
+	host := reference.HostPlatform()
+	hostStr := host.OS + "/" + host.Architecture
+	if host.Variant != "" {
+		hostStr += "/" + host.Variant
+	}
+	for _, k := range []string{"BUILDPLATFORM", "TARGETPLATFORM"} {
+		r.meta[k] = hostStr
+	}
+	for _, p := range []string{"BUILD", "TARGET"} {
+		r.meta[p+"OS"], r.meta[p+"ARCH"], r.meta[p+"VARIANT"] = host.OS, host.Architecture, host.Variant
+	}
 	for _, a := range metaArgs {
 		for _, kv := range a.Args {
 			v, ok := r.argValue(kv, r.meta)
@@ -427,6 +441,19 @@ func (r *run) buildStage(ctx context.Context, i int, firstStep int, out io.Write
 	base, err := r.expandMeta(s.BaseName)
 	if err != nil {
 		return nil, errdefs.Invalidf("FROM %s: %v", s.BaseName, err)
+	}
+	if s.Platform != "" {
+		pf, err := r.expandMeta(s.Platform)
+		if err != nil {
+			return nil, errdefs.Invalidf("FROM --platform=%s: %v", s.Platform, err)
+		}
+		want, err := reference.ParsePlatform(pf)
+		if err != nil {
+			return nil, errdefs.Invalidf("FROM --platform=%s: %v", s.Platform, err)
+		}
+		if want.Normalize() != reference.HostPlatform() {
+			return nil, errdefs.Invalidf("FROM --platform=%s: berth builds for the host platform (%s) only", pf, r.meta["BUILDPLATFORM"])
+		}
 	}
 	switch j := r.stageIndex(base, i); {
 	case j >= 0:

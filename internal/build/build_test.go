@@ -84,7 +84,7 @@ COPY --from=other /y /y
 		if got := fmt.Sprint(need); got != want {
 			t.Errorf("target %q: stages %s, want %s", target, got, want)
 		}
-		if r.meta["BASE"] != "busybox" {
+		if r.meta["BASE"] != "busybox" || r.meta["BUILDPLATFORM"] == "" || r.meta["TARGETARCH"] == "" {
 			t.Errorf("meta ARG: %v", r.meta)
 		}
 	}
@@ -93,6 +93,7 @@ COPY --from=other /y /y
 		{"FROM busybox\nBOGUS x\n", "", "unknown instruction"},
 		{"FROM busybox AS a\n", "b", `target stage "b"`},
 		{"FROM busybox\nCOPY --from=\n", "", "line 2"},
+		{"FROM ${NOPE:?required}\n", "", "required"},
 	} {
 		r := &run{o: Options{Target: tc.target}, meta: map[string]string{}, used: map[string]bool{}}
 		if _, err := r.plan("Dockerfile", tc.src); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -277,6 +277,7 @@ func TestBuildBadInput(t *testing.T) {
 		{name: "ignored source", dockerfile: "FROM busybox\nCOPY hidden.txt /x\n", files: map[string]string{"hidden.txt": "x", ".dockerignore": "hidden.txt\n"}, want: []string{"excluded by .dockerignore"}},
 		{name: "failing RUN", dockerfile: "FROM busybox\nRUN echo the tail of the output; exit 7\n", want: []string{"returned a non-zero code: 7", "the tail of the output"}},
 		{name: "unknown target", dockerfile: "FROM busybox AS a\n", args: []string{"--target", "b"}, want: []string{`target stage "b"`}},
+		{name: "foreign platform", dockerfile: "FROM --platform=linux/s390x busybox\n", want: []string{"host platform"}},
 		{name: "bad chmod", dockerfile: "FROM busybox\nCOPY Dockerfile --chmod=999 /x\n", want: []string{"COPY"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -315,6 +316,11 @@ func TestBuildBadInput(t *testing.T) {
 	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nCOPY inner/f.txt /x/\nRUN grep -q inside /x/f.txt\n"), 0o644)
 	if out, errOut, code := d.Berth("", "build", ctx); code != 0 {
 		t.Errorf("COPY through a symlink inside the context: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// BuildKit's automatic platform args name the host.
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM --platform=$BUILDPLATFORM busybox\nARG TARGETARCH\nRUN test -n \"$TARGETARCH\" && echo arch=$TARGETARCH\n"), 0o644)
+	if out, errOut, code := d.Berth("", "build", ctx); code != 0 || !strings.Contains(out, "arch=amd64") && !strings.Contains(out, "arch=arm64") {
+		t.Errorf("FROM --platform=$BUILDPLATFORM: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if _, _, code := d.Berth("", "image", "inspect", "bad:1"); code == 0 {
 		t.Error("a failed build tagged an image")
