@@ -667,13 +667,22 @@ func (r *run) cached(ctx context.Context, key string) *images.Resolved {
 	return img
 }
 
+// hit moves the stage onto the image the cache has for key, if any.
+func (r *run) hit(ctx context.Context, st *stage, key string) bool {
+	img := r.cached(ctx, key)
+	if img == nil {
+		return false
+	}
+	fmt.Fprintf(st.out, " ---> Using cache\n ---> %s\n", images.ShortID(img.ID))
+	st.img, st.cfg = img, img.Config.Config
+	return true
+}
+
 // commit makes the step's image (with layer, if not nil) unless the cache
 // has it, and moves the stage onto it.
 func (r *run) commit(ctx context.Context, st *stage, cfg v1.Config, createdBy string, extra []byte, layer func(context.Context) (func(io.Writer) error, func(), error)) error {
 	key := r.key(st, createdBy, extra)
-	if img := r.cached(ctx, key); img != nil {
-		fmt.Fprintf(st.out, " ---> Using cache\n ---> %s\n", images.ShortID(img.ID))
-		st.img, st.cfg = img, img.Config.Config
+	if r.hit(ctx, st, key) {
 		return nil
 	}
 	o := images.CommitOptions{Parent: st.img, Config: cfg, CreatedBy: createdBy, Created: r.created, BuildCache: true}

@@ -93,6 +93,10 @@ func (r *run) workdirStep(ctx context.Context, st *stage, cfg v1.Config, code st
 			return dirLayer(cfg.WorkingDir, r.epoch), func() {}, nil
 		})
 	}
+	// A cached step needs no look at the file system.
+	if r.hit(ctx, st, r.key(st, createdBy, nil)) {
+		return nil
+	}
 	var exists bool
 	if err := r.withImageRootfs(ctx, st.img.ID.String(), func(root string) error {
 		p, err := securejoin.SecureJoin(root, cfg.WorkingDir)

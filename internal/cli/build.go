@@ -168,6 +168,7 @@ func runBuild(cmd *cobra.Command, g *globals, o buildOptions, contextArg string)
 	}
 	defer resp.Body.Close()
 	var id string
+	var tail []byte
 	dec := json.NewDecoder(resp.Body)
 	out := cmd.OutOrStdout()
 	for {
@@ -179,8 +180,9 @@ func runBuild(cmd *cobra.Command, g *globals, o buildOptions, contextArg string)
 			return fmt.Errorf("reading the build's progress: %w", err)
 		}
 		if m.Error != nil {
-			if m.Error.Code != 0 {
-				return statusError{code: 1, msg: m.Error.Message}
+			if o.quiet && len(tail) > 0 {
+				// Quiet hid the output: show the failing step's end.
+				cmd.ErrOrStderr().Write(tail)
 			}
 			return errors.New(m.Error.Message)
 		}
@@ -192,6 +194,12 @@ func runBuild(cmd *cobra.Command, g *globals, o buildOptions, contextArg string)
 		}
 		if m.Stream != "" && !o.quiet {
 			io.WriteString(out, m.Stream)
+		}
+		if m.Stream != "" && o.quiet {
+			tail = append(tail, m.Stream...)
+			if len(tail) > 2048 {
+				tail = tail[len(tail)-2048:]
+			}
 		}
 		if m.Status != "" && !o.quiet {
 			fmt.Fprintln(out, m.Status)

@@ -75,8 +75,10 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) error {
 	}
 	o.ContextDir = dir
 	p := NewProgress(w)
-	quiet := BoolValue(r, "q")
-	o.Out = streamWriter{p: p, quiet: quiet}
+	// With q the daemon still streams the steps, as dockerd does not; the
+	// berth CLI keeps their tail to show on failure, the docker CLI
+	// prints nothing but the ID in quiet mode either way.
+	o.Out = streamWriter{p: p}
 	res, err := s.Builder.Build(r.Context(), o)
 	if err != nil {
 		if !p.Started() {
@@ -96,14 +98,10 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) error {
 
 // streamWriter turns the builder's text into stream messages.
 type streamWriter struct {
-	p     *Progress
-	quiet bool
+	p *Progress
 }
 
 func (s streamWriter) Write(b []byte) (int, error) {
-	if s.quiet {
-		return len(b), nil
-	}
 	if err := s.p.Send(Message{Stream: string(b)}); err != nil {
 		return 0, err
 	}

@@ -301,9 +301,16 @@ func TestBuildBadInput(t *testing.T) {
 			}
 		})
 	}
+	// Quiet hides the steps, but a failure shows the failing step's end.
+	ctx := t.TempDir()
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nRUN echo quiet tail; exit 4\n"), 0o644)
+	if out, errOut, code := d.Berth("", "build", "-q", ctx); code == 0 || out != "" || !strings.Contains(errOut, "quiet tail") || !strings.Contains(errOut, "non-zero code: 4") {
+		t.Errorf("build -q of a failing RUN: exit %d\nstdout: %q\nstderr: %q", code, out, errOut)
+	}
+
 	// A symlink in the context resolves inside it: no host file can be
 	// copied through one.
-	ctx := t.TempDir()
+	ctx = t.TempDir()
 	os.Symlink("/etc", filepath.Join(ctx, "hostetc"))
 	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nCOPY hostetc/hostname /x\n"), 0o644)
 	if out, errOut, code := d.Berth("", "build", "-t", "bad:1", ctx); code == 0 || !strings.Contains(errOut, "file not found") {
