@@ -154,4 +154,3 @@ func (o *ordered) flushAll() {
 		}
 	}
 }
-

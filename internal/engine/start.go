@@ -183,7 +183,7 @@ func (e *Engine) startLocked(ctx context.Context, c *Container, peer *Container)
 	e.watchOOMLocked(c)
 	e.publishLocked(eventContainer, "start", c, nil)
 	go e.monitor(c, client)
-	slog.Debug("container started", "id", shortID(c.ID), "prepare", tSpec.Sub(t0), "network", dNet, "shim+create", tShim.Sub(tSpec), "start", time.Since(tShim))
+	slog.Debug("container started", "id", shortID(c.ID), "prepare", tSpec.Sub(t0), "network", dNet, "shim+create", tShim.Sub(tSpec), "shim-boot", client.Timing.Boot, "runtime-create", client.Timing.Create, "shim-setup", client.Timing.Setup, "start", time.Since(tShim))
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -88,6 +89,7 @@ func Start(ctx context.Context, o Options) (*Client, int, error) {
 		return nil, 0, fmt.Errorf("starting shim for %s: %w", o.ID, err)
 	}
 	defer r.Close()
+	tExec := time.Now()
 	cmd := exec.Command(exe, args...)
 	cmd.Stderr = logf              // stdin and stdout are /dev/null
 	cmd.ExtraFiles = []*os.File{w} // fd 3, readyFd
@@ -132,13 +134,17 @@ func Start(ctx context.Context, o Options) (*Client, int, error) {
 	if rep.Error != "" {
 		return nil, 0, &RuntimeError{Op: "create", Msg: rep.Error}
 	}
-	return &Client{stateDir: o.StateDir, streams: map[*Stream]struct{}{}}, rep.Pid, nil
+	up, create := time.Duration(rep.Up)*time.Microsecond, time.Duration(rep.Create)*time.Microsecond
+	t := Timing{Boot: time.Since(tExec) - up, Create: create, Setup: up - create}
+	return &Client{stateDir: o.StateDir, streams: map[*Stream]struct{}{}, Timing: t}, rep.Pid, nil
 }
 
 // Client talks to one container's shim. Each call is its own connection,
 // so a Client is safe for concurrent use.
 type Client struct {
 	stateDir string
+	// Timing is how the shim's start went (zero for Connect).
+	Timing Timing
 
 	// mu guards streams.
 	mu      sync.Mutex

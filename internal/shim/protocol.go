@@ -137,6 +137,19 @@ type errorReply struct {
 type readyReport struct {
 	Pid   int    `json:"pid,omitempty"`
 	Error string `json:"error,omitempty"`
+	// Up is how long the shim took from its main to ready, and Create
+	// the runtime's create within it (µs): with the caller's own clock
+	// they split a start's cost (see Timing).
+	Up     int64 `json:"up,omitempty"`
+	Create int64 `json:"create,omitempty"`
+}
+
+// Timing splits the start of a shim: Boot is the exec of the shim binary
+// and its runtime's start-up (the caller's wait minus the shim's own
+// time), Create the OCI runtime's create, Setup the rest of the shim's
+// work (log, sockets, stdio).
+type Timing struct {
+	Boot, Create, Setup time.Duration
 }
 
 // frame encodes one frame.

@@ -88,12 +88,15 @@ func parseFlags(args []string) (config, error) {
 
 // shim is the state of the shim process.
 type shim struct {
-	cfg    config
-	reaper *reaper
-	log    *logs.Writer
-	init   *procIO
-	pid    int
-	l      *net.UnixListener
+	// t0 is when main began, createTook the runtime's create (timing).
+	t0         time.Time
+	createTook time.Duration
+	cfg        config
+	reaper     *reaper
+	log        *logs.Writer
+	init       *procIO
+	pid        int
+	l          *net.UnixListener
 
 	// handlers counts connection handlers, so that exit waits for their
 	// last replies.
@@ -116,6 +119,7 @@ func Main(args []string) int {
 	// plenty for copying output, and each P costs caches and threads.
 	goruntime.GOMAXPROCS(1)
 	debug.SetGCPercent(20)
+	t0 := time.Now()
 	ready := os.NewFile(readyFd, "ready")
 	cfg, err := parseFlags(args)
 	if err != nil {
@@ -123,7 +127,7 @@ func Main(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	s := &shim{cfg: cfg, sinks: map[*sink]struct{}{}, exited: make(chan struct{}), serveDone: make(chan struct{})}
+	s := &shim{cfg: cfg, sinks: map[*sink]struct{}{}, exited: make(chan struct{}), serveDone: make(chan struct{}), t0: t0}
 	if err := s.run(ready); err != nil {
 		fmt.Fprintf(os.Stderr, "berth shim %s: %v\n", cfg.id, err)
 		return 1
@@ -158,7 +162,7 @@ func (s *shim) run(ready *os.File) error {
 		s.deleteContainer()
 		return err
 	}
-	report(ready, readyReport{Pid: s.pid})
+	report(ready, readyReport{Pid: s.pid, Up: time.Since(s.t0).Microseconds(), Create: s.createTook.Microseconds()})
 	debug.FreeOSMemory() // return start-up garbage; the shim lives long
 	go s.serve()
 
@@ -193,7 +197,9 @@ func (s *shim) start() error {
 	pidFile := filepath.Join(c.stateDir, initPidName)
 	os.Remove(pidFile)
 	argv := s.runtimeArgv("create", "--bundle", c.bundle, "--pid-file", pidFile, c.id)
+	tc := time.Now()
 	pio, err := s.runWithIO("create", argv, c.tty, c.stdin, filepath.Join(c.stateDir, consoleName))
+	s.createTook = time.Since(tc)
 	if err != nil {
 		return err
 	}
