@@ -429,6 +429,14 @@ func TestBuildGoMultiStage(t *testing.T) {
 	if n := inspectField(t, d, "go-hello:1", "{{len .RootFS.Layers}}"); n != "1" {
 		t.Errorf("the final image has %s layers, want 1", n)
 	}
+	// The real dockerd runs it the same way.
+	host := dockerd(t)
+	saved := filepath.Join(t.TempDir(), "go-hello.tar")
+	mustB(t, d, "", "save", "-o", saved, "go-hello:1")
+	docker(t, host, "load", "-i", saved)
+	if got := docker(t, host, "run", "--rm", "--network", "none", "go-hello:1", "docker"); got != "hello, docker, from a Go program berth built\n" {
+		t.Errorf("dockerd run of the Go image: %q", got)
+	}
 	// --target builds the first stage only: the toolchain image.
 	out = mustB(t, d, "", "build", "--target", "build", "-t", "go-build:1", ctx)
 	if strings.Contains(out, "FROM scratch") {
