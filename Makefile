@@ -26,11 +26,13 @@ build: deps
 demo: build
 	@bash scripts/demo.sh $(BIN)
 
-# test runs every test (root-only ones included when run as root) and each
+# test runs every test (root-only ones included when run as root), the
+# builder's parallel-stage tests again under the race detector, and each
 # fuzz target briefly.
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -race ./internal/build/
 	$(MAKE) --no-print-directory fuzz
 
 fuzz:

@@ -41,6 +41,9 @@ type TreeOptions struct {
 	UID, GID *int
 	// Mode, if not nil, replaces every entry's permission bits (COPY --chmod).
 	Mode *os.FileMode
+	// NoRoot leaves src's own entry out: its contents alone (COPY of a
+	// directory, whose own mode and owner do not reach the destination).
+	NoRoot bool
 }
 
 // WriteTree writes src as a tar stream in lexical order: the same tree
@@ -63,6 +66,9 @@ func WriteTree(ctx context.Context, w io.Writer, src string, o TreeOptions) erro
 		if o.Skip != nil && rel != "." && o.Skip(filepath.ToSlash(rel), fi.IsDir()) {
 			return nil
 		}
+		if o.NoRoot && rel == "." {
+			return nil
+		}
 		name := filepath.ToSlash(filepath.Join(prefix, rel))
 		if prefix == "." && rel == "." {
 			if o.Overlay {
@@ -72,7 +78,7 @@ func WriteTree(ctx context.Context, w io.Writer, src string, o TreeOptions) erro
 		}
 		if o.Overlay && fi.Mode()&os.ModeCharDevice != 0 {
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Rdev == 0 {
-				return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(path.Dir(name), ".wh."+path.Base(name)), Mode: 0o600, ModTime: clamp(fi.ModTime(), o.Clamp), Format: tar.FormatUSTAR})
+				return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(path.Dir(name), ".wh."+path.Base(name)), Mode: 0o600, ModTime: clamp(fi.ModTime(), o.Clamp).Truncate(time.Second)})
 			}
 		}
 		var link string
@@ -101,6 +107,13 @@ func WriteTree(ctx context.Context, w io.Writer, src string, o TreeOptions) erro
 		if o.Mode != nil && fi.Mode()&os.ModeSymlink == 0 {
 			hdr.Mode = hdr.Mode&^0o7777 | int64(*o.Mode&0o7777)
 		}
+		if fi.Mode().IsRegular() {
+			// File capabilities (ping's cap_net_raw) are part of what a
+			// file is; as Docker, the one xattr a layer keeps.
+			if v, ok := capability(p); ok {
+				hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": v}
+			}
+		}
 		if key, nlink := inodeKey(fi); fi.Mode().IsRegular() && nlink > 1 {
 			if first, ok := links[key]; ok {
 				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
@@ -112,7 +125,7 @@ func WriteTree(ctx context.Context, w io.Writer, src string, o TreeOptions) erro
 			return err
 		}
 		if o.Overlay && fi.IsDir() && opaque(p) {
-			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: hdr.Name + ".wh..wh..opq", Mode: 0o600, ModTime: hdr.ModTime, Format: tar.FormatUSTAR}); err != nil {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: hdr.Name + ".wh..wh..opq", Mode: 0o600, ModTime: hdr.ModTime.Truncate(time.Second)}); err != nil {
 				return err
 			}
 		}
@@ -151,6 +164,16 @@ func opaque(dir string) bool {
 		}
 	}
 	return false
+}
+
+// capability reads a file's security.capability xattr.
+func capability(p string) (string, bool) {
+	buf := make([]byte, 64)
+	n, err := unix.Lgetxattr(p, "security.capability", buf)
+	if err != nil || n <= 0 {
+		return "", false
+	}
+	return string(buf[:n]), true
 }
 
 func inodeKey(fi os.FileInfo) ([2]uint64, uint64) {

@@ -71,6 +71,9 @@ type Builder struct {
 	Tags       Tagger
 	// CacheDir holds the step cache: one file per key, naming an image.
 	CacheDir string
+	// TempDir holds a build's scratch files (ADD's downloads); "" is
+	// the system's.
+	TempDir string
 }
 
 // Options are one build's.
@@ -118,13 +121,25 @@ type stage struct {
 	args  map[string]string // ARGs in scope (declared, with values)
 	step  int               // the number of its next step
 	out   io.Writer
+	// cmdSet is whether this stage ran CMD: ENTRYPOINT resets an
+	// inherited CMD, not one the stage set (Docker's rule).
+	cmdSet bool
+}
+
+// empty is whether the stage has no file system yet: scratch, or an image
+// of config alone (FROM scratch with ENV, LABEL...).
+func (st *stage) empty() bool {
+	return st.img == nil || len(st.img.Config.RootFS.DiffIDs) == 0
 }
 
 type run struct {
-	b       *Builder
-	o       Options
-	out     io.Writer
-	ignore  *patternmatcher.PatternMatcher
+	b      *Builder
+	o      Options
+	out    io.Writer
+	ignore *patternmatcher.PatternMatcher
+	// lexMu guards lex: BuildKit's Lex reuses one scanner, and stages
+	// build in parallel.
+	lexMu   sync.Mutex
 	lex     *shell.Lex
 	meta    map[string]string // global ARGs (before the first FROM)
 	usedMu  sync.Mutex
@@ -244,7 +259,11 @@ func (r *run) plan(name, src string) ([]int, error) {
 	}
 	for _, a := range metaArgs {
 		for _, kv := range a.Args {
-			v, ok := r.argValue(kv, r.meta)
+			scope := make([]string, 0, len(r.meta))
+			for k, v := range r.meta {
+				scope = append(scope, k+"="+v)
+			}
+			v, ok := r.argValue(kv, scope)
 			if ok {
 				r.meta[kv.Key] = v
 			}
@@ -268,6 +287,17 @@ func (r *run) plan(name, src string) ([]int, error) {
 var predefinedArgs = map[string]bool{
 	"HTTP_PROXY": true, "http_proxy": true, "HTTPS_PROXY": true, "https_proxy": true,
 	"FTP_PROXY": true, "ftp_proxy": true, "NO_PROXY": true, "no_proxy": true, "ALL_PROXY": true, "all_proxy": true,
+}
+
+func cloneSet(m map[string]struct{}) map[string]struct{} {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]struct{}, len(m))
+	for k := range m {
+		out[k] = struct{}{}
+	}
+	return out
 }
 
 func maps(m map[string]string) map[string]string {
@@ -334,8 +364,15 @@ func (r *run) readIgnore() error {
 	return nil
 }
 
+// OutsideDockerfile is the context name the berth CLI gives a Dockerfile
+// from outside the context (or stdin); COPY never sees it.
+const OutsideDockerfile = ".berth-dockerfile"
+
 // ignored reports whether .dockerignore excludes a context path.
 func (r *run) ignored(rel string) bool {
+	if rel == OutsideDockerfile {
+		return true
+	}
 	if r.ignore == nil || rel == "." {
 		return false
 	}
@@ -396,18 +433,25 @@ func (r *run) stageIndex(name string, before int) int {
 	return -1
 }
 
+// expand substitutes variables in word from env (K=V).
+func (r *run) expand(word string, env []string) (string, error) {
+	r.lexMu.Lock()
+	defer r.lexMu.Unlock()
+	w, _, err := r.lex.ProcessWord(word, shell.EnvsFromSlice(env))
+	return w, err
+}
+
 func (r *run) expandMeta(word string) (string, error) {
 	env := make([]string, 0, len(r.meta))
 	for k, v := range r.meta {
 		env = append(env, k+"="+v)
 	}
-	w, _, err := r.lex.ProcessWord(word, shell.EnvsFromSlice(env))
-	return w, err
+	return r.expand(word, env)
 }
 
 // argValue is an ARG's value: the build arg, else its default expanded
-// against scope. ok is false for an ARG with neither.
-func (r *run) argValue(kv instructions.KeyValuePairOptional, scope map[string]string) (string, bool) {
+// (once) against scope. ok is false for an ARG with neither.
+func (r *run) argValue(kv instructions.KeyValuePairOptional, scope []string) (string, bool) {
 	if v, ok := r.o.BuildArgs[kv.Key]; ok && v != nil {
 		r.usedMu.Lock()
 		r.used[kv.Key] = true
@@ -417,11 +461,7 @@ func (r *run) argValue(kv instructions.KeyValuePairOptional, scope map[string]st
 	if kv.Value == nil {
 		return "", false
 	}
-	env := make([]string, 0, len(scope))
-	for k, v := range scope {
-		env = append(env, k+"="+v)
-	}
-	w, _, err := r.lex.ProcessWord(*kv.Value, shell.EnvsFromSlice(env))
+	w, err := r.expand(*kv.Value, scope)
 	if err != nil {
 		return *kv.Value, true
 	}
@@ -552,12 +592,12 @@ func (r *run) dispatch(ctx context.Context, st *stage, cmd any, counted bool) er
 		r.header(st, code)
 	}
 	if e, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
-		if _, isRun := cmd.(*instructions.RunCommand); !isRun {
+		// RUN is expanded by its shell; ARG's default by argValue, once.
+		_, isRun := cmd.(*instructions.RunCommand)
+		_, isArg := cmd.(*instructions.ArgCommand)
+		if !isRun && !isArg {
 			env := st.env()
-			err := e.Expand(func(word string) (string, error) {
-				w, _, err := r.lex.ProcessWord(word, shell.EnvsFromSlice(env))
-				return w, err
-			})
+			err := e.Expand(func(word string) (string, error) { return r.expand(word, env) })
 			if err != nil {
 				return errdefs.Invalidf("%s: %v", code, err)
 			}
@@ -567,11 +607,7 @@ func (r *run) dispatch(ctx context.Context, st *stage, cmd any, counted bool) er
 	switch c := cmd.(type) {
 	case *instructions.ArgCommand:
 		for _, kv := range c.Args {
-			scope := maps(r.meta)
-			for k, v := range st.args {
-				scope[k] = v
-			}
-			v, ok := r.argValue(kv, scope)
+			v, ok := r.argValue(kv, st.env())
 			if !ok {
 				if g, isGlobal := r.meta[kv.Key]; isGlobal {
 					v, ok = g, true
@@ -589,27 +625,54 @@ func (r *run) dispatch(ctx context.Context, st *stage, cmd any, counted bool) er
 		cfg.Shell = slices.Clone(c.Shell)
 	case *instructions.CmdCommand:
 		cfg.Cmd = st.commandLine(c.ShellDependantCmdLine)
+		st.cmdSet = true
 	case *instructions.EntrypointCommand:
 		cfg.Entrypoint = st.commandLine(c.ShellDependantCmdLine)
-		if st.img != nil && !slices.Equal(cfg.Entrypoint, st.cfg.Entrypoint) {
-			cfg.Cmd = nil // as Docker: a new ENTRYPOINT resets CMD
+		if !st.cmdSet {
+			cfg.Cmd = nil // as Docker: ENTRYPOINT resets an inherited CMD
 		}
 	case *instructions.MaintainerCommand:
 		// Deprecated; the author field is not kept.
 	case *instructions.RunCommand:
 		return r.runStep(ctx, st, c, code)
 	case *instructions.CopyCommand:
+		if len(c.ExcludePatterns) > 0 {
+			return errdefs.Invalidf("%s: COPY --exclude is not supported by berth's builder yet", code)
+		}
+		if c.Parents {
+			return errdefs.Invalidf("%s: COPY --parents is not supported by berth's builder yet", code)
+		}
 		return r.copyStep(ctx, st, code, copySpec{sd: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod})
 	case *instructions.AddCommand:
-		return r.copyStep(ctx, st, code, copySpec{sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, add: true})
+		if len(c.ExcludePatterns) > 0 {
+			return errdefs.Invalidf("%s: ADD --exclude is not supported by berth's builder yet", code)
+		}
+		if c.KeepGitDir != nil {
+			return errdefs.Invalidf("%s: ADD --keep-git-dir: berth's builder does not add git sources", code)
+		}
+		cs := copySpec{sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, add: true, unpack: c.Unpack == nil || *c.Unpack}
+		if c.Checksum != "" {
+			d, err := digest.Parse(c.Checksum)
+			if err != nil {
+				return errdefs.Invalidf("%s: --checksum=%s: %v", code, c.Checksum, err)
+			}
+			cs.checksum = d
+		}
+		return r.copyStep(ctx, st, code, cs)
 	case *instructions.WorkdirCommand:
 		if err := images.ApplyInstruction(&cfg, c); err != nil {
 			return errdefs.Invalidf("%s: %v", code, err)
 		}
 		return r.workdirStep(ctx, st, cfg, code)
 	default:
+		// The config's maps and slices are shared with the parent stage
+		// or image (and with stages building beside this one): copy
+		// what an instruction may change.
 		cfg.Labels = maps(cfg.Labels)
 		cfg.Env = slices.Clone(cfg.Env)
+		cfg.ExposedPorts = cloneSet(cfg.ExposedPorts)
+		cfg.Volumes = cloneSet(cfg.Volumes)
+		cfg.OnBuild = slices.Clone(cfg.OnBuild)
 		if err := images.ApplyInstruction(&cfg, c); err != nil {
 			return errdefs.Invalidf("%s: %v", code, err)
 		}

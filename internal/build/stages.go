@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"sync"
 
@@ -98,14 +99,55 @@ type ordered struct {
 	out   io.Writer
 	order []int
 	cur   int
-	bufs  map[int]*bytes.Buffer
+	bufs  map[int]*held
 	done  map[int]bool
 }
 
+// heldMax bounds what one waiting stage's output may hold in memory: its
+// head up to heldMax, then its last tailMax bytes (where a failure shows).
+const heldMax = 1 << 20
+
+// held is a waiting stage's output.
+type held struct {
+	head    bytes.Buffer
+	tail    tailWriter
+	dropped int64
+}
+
+func (h *held) Write(p []byte) (int, error) {
+	if room := heldMax - h.head.Len(); room > 0 && h.dropped == 0 {
+		if len(p) <= room {
+			return h.head.Write(p)
+		}
+		h.head.Write(p[:room])
+		h.tail.Write(p[room:])
+		h.dropped += int64(len(p) - room)
+		return len(p), nil
+	}
+	h.tail.Write(p)
+	h.dropped += int64(len(p))
+	return len(p), nil
+}
+
+// flush writes what is held to w and empties it.
+func (h *held) flush(w io.Writer) {
+	w.Write(h.head.Bytes())
+	if h.dropped > 0 {
+		kept := int64(len(h.tail.buf))
+		if h.dropped > kept {
+			fmt.Fprintf(w, "\n[... %d bytes of output, held while an earlier stage built, were dropped ...]\n", h.dropped-kept)
+		}
+		w.Write(h.tail.buf)
+	}
+	h.head.Reset()
+	h.tail.buf = nil
+	h.dropped = 0
+}
+
 func newOrdered(out io.Writer, order []int) *ordered {
-	o := &ordered{out: out, order: order, bufs: map[int]*bytes.Buffer{}, done: map[int]bool{}}
+	o := &ordered{out: out, order: order, bufs: map[int]*held{}, done: map[int]bool{}}
 	for _, i := range order {
-		o.bufs[i] = &bytes.Buffer{}
+		o.bufs[i] = &held{tail: tailWriter{w: io.Discard}}
 	}
 	return o
 }
@@ -136,9 +178,7 @@ func (o *ordered) finish(i int) {
 	for o.cur < len(o.order) && o.done[o.order[o.cur]] {
 		o.cur++
 		if o.cur < len(o.order) {
-			next := o.order[o.cur]
-			o.out.Write(o.bufs[next].Bytes())
-			o.bufs[next].Reset()
+			o.bufs[o.order[o.cur]].flush(o.out)
 		}
 	}
 }
@@ -148,9 +188,6 @@ func (o *ordered) flushAll() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, i := range o.order[min(o.cur, len(o.order)):] {
-		if b := o.bufs[i]; b.Len() > 0 {
-			o.out.Write(b.Bytes())
-			b.Reset()
-		}
+		o.bufs[i].flush(o.out)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -22,9 +24,11 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/moby/api/types/container"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/internal/archive"
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/images"
 )
 
 // tailWriter keeps the last bytes written through it: a failed step's
@@ -53,7 +57,7 @@ func (r *run) runStep(ctx context.Context, st *stage, c *instructions.RunCommand
 	if len(c.FlagsUsed) > 0 {
 		return errdefs.Invalidf("%s: RUN --%s is not supported by berth's builder (BuildKit only)", code, c.FlagsUsed[0])
 	}
-	if st.img == nil {
+	if st.empty() {
 		return errdefs.Invalidf("%s: RUN in a scratch stage: there is no file system to run it in", code)
 	}
 	argv := st.commandLine(c.ShellDependantCmdLine)
@@ -62,7 +66,7 @@ func (r *run) runStep(ctx context.Context, st *stage, c *instructions.RunCommand
 		createdBy = "RUN " + fmt.Sprintf("%q", argv)
 	}
 	return r.commit(ctx, st, st.cfg, createdBy, nil, func(ctx context.Context) (func(io.Writer) error, func(), error) {
-		cfg := container.Config{Cmd: argv, Env: st.env(), User: st.cfg.User, WorkingDir: st.cfg.WorkingDir}
+		cfg := container.Config{Cmd: argv, Env: r.runEnv(st), User: st.cfg.User, WorkingDir: st.cfg.WorkingDir}
 		bc, err := r.b.Containers.NewBuildContainer(ctx, st.img.ID.String(), cfg, r.o.Network)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", code, err)
@@ -84,11 +88,34 @@ func (r *run) runStep(ctx context.Context, st *stage, c *instructions.RunCommand
 	})
 }
 
+// runEnv is a RUN's environment: the stage's, and Docker's proxy build
+// args when given (usable without an ARG, and, as Docker, left out of the
+// cache key and the image's history so a proxy change rebuilds nothing).
+func (r *run) runEnv(st *stage) []string {
+	env := st.env()
+	keys := make([]string, 0, len(predefinedArgs))
+	for k := range predefinedArgs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := r.o.BuildArgs[k]
+		if v == nil || slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") }) {
+			continue
+		}
+		env = append(env, k+"="+*v)
+		r.usedMu.Lock()
+		r.used[k] = true
+		r.usedMu.Unlock()
+	}
+	return env
+}
+
 // workdirStep is WORKDIR: the config, and the directory made when the
 // image lacks it (as Docker's builder does).
 func (r *run) workdirStep(ctx context.Context, st *stage, cfg v1.Config, code string) error {
 	createdBy := "/bin/sh -c #(nop) WORKDIR " + cfg.WorkingDir
-	if st.img == nil {
+	if st.empty() {
 		return r.commit(ctx, st, cfg, createdBy, nil, func(context.Context) (func(io.Writer) error, func(), error) {
 			return dirLayer(cfg.WorkingDir, r.epoch), func() {}, nil
 		})
@@ -151,14 +178,22 @@ type copySpec struct {
 	from         string
 	chown, chmod string
 	add          bool
+	unpack       bool          // ADD: extract local tar archives
+	checksum     digest.Digest // ADD --checksum of a URL
 }
 
 // source is one resolved COPY or ADD source.
 type source struct {
 	root string // the tree it is in (context, or another image's root)
-	rel  string // its path there
-	url  string // ADD's remote file
+	rel  string // its path there, symlinks resolved
+	name string // the path as written: a file keeps this name at dest
 	fi   os.FileInfo
+	// ADD's remote file, fetched into file before the cache is asked (its
+	// content is in the key, as Docker's).
+	url     string
+	file    string
+	size    int64
+	modTime time.Time
 }
 
 // copyStep is COPY and ADD: the sources (from the context, another stage
@@ -198,24 +233,36 @@ func (r *run) copyStep(ctx context.Context, st *stage, code string, cs copySpec)
 	var fromImage string
 	root := r.o.ContextDir
 	if cs.from != "" {
+		var from *images.Resolved
 		if j := r.stageIndex(cs.from, st.index); j >= 0 {
-			prev := r.stageResult(j)
-			if prev == nil || prev.img == nil {
-				return errdefs.Invalidf("%s: stage %s has no file system", code, cs.from)
+			if prev := r.stageResult(j); prev != nil {
+				from = prev.img
 			}
-			fromImage = prev.img.ID.String()
 		} else {
 			img, err := r.baseImage(ctx, st.out, cs.from)
 			if err != nil {
 				return fmt.Errorf("%s: --from=%s: %w", code, cs.from, err)
 			}
-			fromImage = img.ID.String()
+			from = img
 		}
+		if from == nil || len(from.Config.RootFS.DiffIDs) == 0 {
+			return errdefs.Invalidf("%s: --from=%s has no files (an empty scratch image)", code, cs.from)
+		}
+		fromImage = from.ID.String()
 	}
 	body := func(root string) error {
 		srcs, err := r.sources(root, cs, fromImage != "")
 		if err != nil {
 			return errdefs.Invalidf("%s failed: %v", name, err)
+		}
+		for i := range srcs {
+			if srcs[i].url == "" {
+				continue
+			}
+			if err := r.download(ctx, &srcs[i], cs.checksum); err != nil {
+				return err
+			}
+			defer os.Remove(srcs[i].file)
 		}
 		dir := strings.HasSuffix(dest, "/") || len(srcs) > 1
 		for _, s := range srcs {
@@ -232,7 +279,7 @@ func (r *run) copyStep(ctx context.Context, st *stage, code string, cs copySpec)
 		// made the same files is a cache hit.
 		fmt.Fprintf(h, "dest %s dir %v chown %s chmod %s from %v\n", dest, dir, cs.chown, cs.chmod, fromImage != "")
 		for _, s := range srcs {
-			if err := s.hash(ctx, h); err != nil {
+			if err := r.hash(ctx, h, s); err != nil {
 				return err
 			}
 		}
@@ -256,8 +303,11 @@ func (r *run) sources(root string, cs copySpec, fromImage bool) ([]source, error
 			if _, err := url.ParseRequestURI(p); err != nil {
 				return nil, fmt.Errorf("invalid URL %q: %v", p, err)
 			}
-			out = append(out, source{url: p})
+			out = append(out, source{url: p, name: p})
 			continue
+		}
+		if cs.checksum != "" {
+			return nil, fmt.Errorf("source %q: --checksum is only for http and https sources", p)
 		}
 		if strings.Contains(p, "://") || strings.HasPrefix(p, "git@") {
 			return nil, fmt.Errorf("source %q: only ADD takes URLs, and only http and https", p)
@@ -289,6 +339,7 @@ func (r *run) sources(root string, cs copySpec, fromImage bool) ([]source, error
 			matches = []string{rel}
 		}
 		for _, m := range matches {
+			name := m
 			if !fromImage && r.ignored(m) {
 				return nil, fmt.Errorf("file not found in build context or excluded by .dockerignore: stat %s: file does not exist", p)
 			}
@@ -308,7 +359,7 @@ func (r *run) sources(root string, cs copySpec, fromImage bool) ([]source, error
 			if err != nil {
 				return nil, fmt.Errorf("file not found in build context or excluded by .dockerignore: stat %s: file does not exist", p)
 			}
-			out = append(out, source{root: root, rel: m, fi: fi})
+			out = append(out, source{root: root, rel: m, name: name, fi: fi})
 		}
 	}
 	return out, nil
@@ -322,21 +373,27 @@ func (r *run) skip(s source) func(rel string, dir bool) bool {
 	return func(rel string, dir bool) bool { return r.ignored(path.Join(filepath.ToSlash(s.rel), rel)) }
 }
 
-// hash writes what the source holds into h: for a URL, its address (the
-// file is fetched only when the step runs).
-func (s source) hash(ctx context.Context, h io.Writer) error {
+// hash writes what the source holds into h, as the step would copy it
+// (.dockerignore applied), but not its times.
+func (r *run) hash(ctx context.Context, h io.Writer, s source) error {
 	if s.url != "" {
-		fmt.Fprintf(h, "url %s\n", s.url)
-		return nil
+		f, err := os.Open(s.file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fmt.Fprintf(h, "url %s mtime %d size %d\n", s.url, s.modTime.Unix(), s.size)
+		_, err = io.Copy(h, f)
+		return err
 	}
-	fmt.Fprintf(h, "src %s\n", s.rel)
-	return archive.WriteTree(ctx, h, filepath.Join(s.root, s.rel), archive.TreeOptions{Prefix: "x", Clamp: time.Unix(1, 0)})
+	fmt.Fprintf(h, "src %s as %s\n", s.rel, path.Base(filepath.ToSlash(s.name)))
+	return archive.WriteTree(ctx, h, filepath.Join(s.root, s.rel), archive.TreeOptions{Prefix: "x", Clamp: time.Unix(1, 0), Skip: r.skip(s), NoRoot: s.fi.IsDir()})
 }
 
 // copyLayer writes the sources into a container of the stage's image and
 // returns its diff.
 func (r *run) copyLayer(ctx context.Context, st *stage, srcs []source, dest string, dir bool, cs copySpec, mode *os.FileMode) (func(io.Writer) error, func(), error) {
-	if st.img == nil {
+	if st.empty() {
 		// Scratch: the layer is the sources alone.
 		return func(w io.Writer) error {
 			return r.writeSources(ctx, w, "", srcs, dest, dir, cs, mode)
@@ -372,20 +429,29 @@ func (r *run) writeSources(ctx context.Context, w io.Writer, rootfs string, srcs
 		}
 	}
 	destRel := strings.Trim(path.Clean(dest), "/")
+	if !dir && rootfs != "" && destRel != "" {
+		// COPY file /dir (no slash) where /dir is a directory copies into
+		// it, as Docker's.
+		if p, err := securejoin.SecureJoin(rootfs, destRel); err == nil {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				dir = true
+			}
+		}
+	}
 	tw := tar.NewWriter(w)
 	for _, s := range srcs {
 		target := destRel
 		if s.url != "" {
-			if err := r.fetch(ctx, tw, s.url, target, dir, uid, gid, mode); err != nil {
+			if err := writeFetched(tw, s, target, dir, uid, gid, mode); err != nil {
 				return err
 			}
 			continue
 		}
 		full := filepath.Join(s.root, s.rel)
 		if dir && !s.fi.IsDir() {
-			target = path.Join(destRel, path.Base(filepath.ToSlash(s.rel)))
+			target = path.Join(destRel, path.Base(filepath.ToSlash(s.name)))
 		}
-		if cs.add && s.fi.Mode().IsRegular() {
+		if cs.add && cs.unpack && s.fi.Mode().IsRegular() {
 			if ok, err := extractTar(ctx, tw, full, destRel); ok || err != nil {
 				if err != nil {
 					return fmt.Errorf("ADD %s: %w", s.rel, err)
@@ -393,24 +459,20 @@ func (r *run) writeSources(ctx context.Context, w io.Writer, rootfs string, srcs
 				continue
 			}
 		}
-		if err := appendTree(ctx, tw, full, target, archive.TreeOptions{UID: &uid, GID: &gid, Mode: mode, Skip: r.skip(s)}, s.fi.IsDir()); err != nil {
+		if err := appendTree(ctx, tw, full, target, archive.TreeOptions{UID: &uid, GID: &gid, Mode: mode, Skip: r.skip(s), NoRoot: s.fi.IsDir()}); err != nil {
 			return err
 		}
 	}
 	return tw.Close()
 }
 
-// appendTree adds the tree at src to tw under name; a directory's own
-// entry is left out (its contents go into the destination, which is made
-// if missing).
-func appendTree(ctx context.Context, tw *tar.Writer, src, name string, o archive.TreeOptions, isDir bool) error {
+// appendTree adds the tree at src to tw under name.
+func appendTree(ctx context.Context, tw *tar.Writer, src, name string, o archive.TreeOptions) error {
 	pr, pw := io.Pipe()
 	o.Prefix = name
 	go func() { pw.CloseWithError(archive.WriteTree(ctx, pw, src, o)) }()
 	defer pr.Close()
-	return archive.CopyEntries(tw, tar.NewReader(pr), func(hdr *tar.Header) (bool, error) {
-		return !isDir || strings.TrimSuffix(hdr.Name, "/") != name, nil
-	})
+	return archive.CopyEntries(tw, tar.NewReader(pr), nil)
 }
 
 // extractTar copies a local tar archive's entries (plain or compressed)
@@ -455,38 +517,69 @@ func extractTar(ctx context.Context, tw *tar.Writer, file, dest string) (bool, e
 	return true, err
 }
 
-// fetch is ADD of a URL: the file at dest (in dest, named as the URL's
-// last path part, when dest is a directory), mode 0600 as Docker's.
-func (r *run) fetch(ctx context.Context, tw *tar.Writer, u, dest string, dir bool, uid, gid int, mode *os.FileMode) error {
+// download is ADD of a URL, before the cache is asked: the file, fetched
+// into a temporary file (and checked against --checksum), so its content
+// is part of the key.
+func (r *run) download(ctx context.Context, s *source, want digest.Digest) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, s.url, nil)
 	if err != nil {
-		return err
+		return errdefs.Invalidf("ADD %s: %v", s.url, err)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("ADD %s: fetching: %w", u, err)
+		return fmt.Errorf("ADD %s: fetching: %w", s.url, err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("ADD %s: fetching: %s", u, res.Status)
+		return fmt.Errorf("ADD %s: fetching: %s", s.url, res.Status)
 	}
-	tmp, err := os.CreateTemp("", "berth-add-")
+	if r.b.TempDir != "" {
+		if err := os.MkdirAll(r.b.TempDir, 0o700); err != nil {
+			return err
+		}
+	}
+	tmp, err := os.CreateTemp(r.b.TempDir, "add-")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	n, err := io.Copy(tmp, res.Body)
-	if err != nil {
-		return fmt.Errorf("ADD %s: fetching: %w", u, err)
+	var dg digest.Digester
+	var w io.Writer = tmp
+	if want != "" {
+		if !want.Algorithm().Available() {
+			os.Remove(tmp.Name())
+			return errdefs.Invalidf("ADD --checksum=%s: unsupported algorithm", want)
+		}
+		dg = want.Algorithm().Digester()
+		w = io.MultiWriter(tmp, dg.Hash())
 	}
+	n, err := io.Copy(w, res.Body)
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("ADD %s: fetching: %w", s.url, err)
+	}
+	if dg != nil && dg.Digest() != want {
+		os.Remove(tmp.Name())
+		return errdefs.Invalidf("ADD %s: checksum mismatch: got %s, want %s", s.url, dg.Digest(), want)
+	}
+	s.file, s.size = tmp.Name(), n
+	s.modTime = time.Unix(0, 0).UTC()
+	if lm, err := http.ParseTime(res.Header.Get("Last-Modified")); err == nil {
+		s.modTime = lm
+	}
+	return nil
+}
+
+// writeFetched writes a downloaded file at dest (in dest, named as the
+// URL's last path part, when dest is a directory), mode 0600 as Docker's.
+func writeFetched(tw *tar.Writer, s source, dest string, dir bool, uid, gid int, mode *os.FileMode) error {
 	if dir {
-		pu, _ := url.Parse(u)
+		pu, _ := url.Parse(s.url)
 		base := path.Base(pu.Path)
 		if base == "/" || base == "." || base == "" {
-			return fmt.Errorf("ADD %s: cannot determine a file name for the destination directory", u)
+			return errdefs.Invalidf("ADD %s: cannot determine a file name for the destination directory", s.url)
 		}
 		dest = path.Join(dest, base)
 	}
@@ -494,17 +587,15 @@ func (r *run) fetch(ctx context.Context, tw *tar.Writer, u, dest string, dir boo
 	if mode != nil {
 		m = int64(*mode)
 	}
-	mt := time.Now()
-	if lm, err := http.ParseTime(res.Header.Get("Last-Modified")); err == nil {
-		mt = lm
-	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: dest, Size: n, Mode: m, Uid: uid, Gid: gid, ModTime: mt}); err != nil {
+	f, err := os.Open(s.file)
+	if err != nil {
 		return err
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+	defer f.Close()
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: dest, Size: s.size, Mode: m, Uid: uid, Gid: gid, ModTime: s.modTime}); err != nil {
 		return err
 	}
-	_, err = io.Copy(tw, tmp)
+	_, err = io.Copy(tw, f)
 	return err
 }
 

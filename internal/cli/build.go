@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/internal/archive"
+	"github.com/berth-dev/berth/internal/build"
 )
 
 type buildOptions struct {
@@ -158,7 +159,7 @@ func runBuild(cmd *cobra.Command, g *globals, o buildOptions, contextArg string)
 		if name != "" {
 			q.Set("dockerfile", name)
 		}
-		go func() { pw.CloseWithError(tarContext(cmd, pw, contextArg, extra)) }()
+		go func() { pw.CloseWithError(tarContext(cmd, pw, contextArg, name, extra)) }()
 		defer pr.Close()
 		body = pr
 	}
@@ -227,7 +228,7 @@ func dockerfileFor(dir, file string) (name string, extra []byte, err error) {
 	}
 	if file == "-" {
 		b, err := io.ReadAll(os.Stdin)
-		return ".berth-dockerfile", b, err
+		return build.OutsideDockerfile, b, err
 	}
 	absDir, _ := filepath.Abs(dir)
 	absFile, _ := filepath.Abs(file)
@@ -238,13 +239,13 @@ func dockerfileFor(dir, file string) (name string, extra []byte, err error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("reading the Dockerfile: %w", err)
 	}
-	return ".berth-dockerfile", b, nil
+	return build.OutsideDockerfile, b, nil
 }
 
 // tarContext sends the context directory, without what .dockerignore
-// excludes (the Dockerfile and .dockerignore always go: the daemon reads
-// them).
-func tarContext(cmd *cobra.Command, w io.Writer, dir string, extra []byte) error {
+// excludes (the Dockerfile, named or default, and .dockerignore always
+// go: the daemon reads them, and applies .dockerignore to COPY itself).
+func tarContext(cmd *cobra.Command, w io.Writer, dir, dockerfile string, extra []byte) error {
 	var pm *patternmatcher.PatternMatcher
 	if f, err := os.Open(filepath.Join(dir, ".dockerignore")); err == nil {
 		pats, err := ignorefile.ReadAll(f)
@@ -257,11 +258,14 @@ func tarContext(cmd *cobra.Command, w io.Writer, dir string, extra []byte) error
 		}
 	}
 	skip := func(rel string, isDir bool) bool {
-		if pm == nil || rel == "Dockerfile" || rel == "Containerfile" || rel == ".dockerignore" {
+		if pm == nil || rel == "Dockerfile" || rel == "Containerfile" || rel == ".dockerignore" || (dockerfile != "" && rel == dockerfile) {
 			return false
 		}
 		m, err := pm.MatchesOrParentMatches(rel)
-		return err == nil && m && !isDir // a directory may hold exceptions
+		if err != nil || !m {
+			return false
+		}
+		return !isDir // a directory may hold exceptions, or the named Dockerfile
 	}
 	if extra == nil {
 		return archive.WriteTree(cmd.Context(), w, dir, archive.TreeOptions{Skip: skip})
@@ -274,7 +278,7 @@ func tarContext(cmd *cobra.Command, w io.Writer, dir string, extra []byte) error
 	if err := archive.CopyEntries(tw, tar.NewReader(pr), nil); err != nil {
 		return err
 	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: ".berth-dockerfile", Mode: 0o600, Size: int64(len(extra))}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: build.OutsideDockerfile, Mode: 0o600, Size: int64(len(extra))}); err != nil {
 		return err
 	}
 	if _, err := io.Copy(tw, bytes.NewReader(extra)); err != nil {

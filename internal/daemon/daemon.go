@@ -173,6 +173,10 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		return fail(fmt.Errorf("restoring containers: %w", err))
 	}
 	svc.Pinned = eng.PinnedLayers
+	// Contexts and downloads of builds a killed daemon was running.
+	if err := os.RemoveAll(filepath.Join(o.Root, "build", "tmp")); err != nil {
+		slog.Warn("removing old build files failed", "err", err)
+	}
 	vols.InUse = eng.VolumeInUse
 	// What a killed pull or unpack left behind; the daemon owns the store,
 	// so nothing else is writing now.
@@ -187,8 +191,9 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	api := dockerapi.New(dockerapi.Options{
 		Images: svc, Volumes: vols, Containers: eng, Usage: eng,
 		Version: o.Version, Root: o.Root, DefaultRuntime: def, Runtimes: names,
-		Events:  evlog,
-		Builder: &build.Builder{Images: svc, Containers: eng, Tags: svc.Records, CacheDir: filepath.Join(o.Root, "build", "cache")},
+		Events: evlog,
+		Builder: &build.Builder{Images: svc, Containers: eng, Tags: svc.Records,
+			CacheDir: filepath.Join(o.Root, "build", "cache"), TempDir: filepath.Join(o.Root, "build", "tmp")},
 	})
 	return &Daemon{Images: svc, Volumes: vols, Engine: eng, API: api, Events: evlog, lock: lock}, nil
 }

@@ -3,10 +3,12 @@ package dockerapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/moby/moby/api/types/jsonstream"
 
@@ -75,12 +77,25 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) error {
 	}
 	o.ContextDir = dir
 	p := NewProgress(w)
-	// With q the daemon still streams the steps, as dockerd does not; the
-	// berth CLI keeps their tail to show on failure, the docker CLI
-	// prints nothing but the ID in quiet mode either way.
-	o.Out = streamWriter{p: p}
+	// Quiet (q) as dockerd's: the steps' text is held back, and shown only
+	// when the build fails; a success streams just the image ID. What is
+	// held is bounded: its last quietTail bytes, where a failure shows.
+	quiet := BoolValue(r, "q")
+	var held *tailBuffer
+	if quiet {
+		held = &tailBuffer{max: quietTail}
+		o.Out = held
+	} else {
+		o.Out = streamWriter{p: p}
+	}
 	res, err := s.Builder.Build(r.Context(), o)
 	if err != nil {
+		if quiet && len(held.buf) > 0 {
+			if held.dropped > 0 {
+				p.Send(Message{Stream: fmt.Sprintf("[... %d bytes of earlier output dropped ...]\n", held.dropped)})
+			}
+			p.Send(Message{Stream: string(held.buf)})
+		}
 		if !p.Started() {
 			p.Send(Message{Stream: ""}) // a build error goes into the stream, as dockerd's
 		}
@@ -93,7 +108,32 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	p.Send(Message{Aux: map[string]string{"ID": res.ID.String()}})
+	if quiet {
+		p.Send(Message{Stream: res.ID.String() + "\n"})
+	}
 	return nil
+}
+
+// quietTail is how much of a quiet build's output is kept for a failure.
+const quietTail = 256 << 10
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu      sync.Mutex
+	max     int
+	buf     []byte
+	dropped int64
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+		t.dropped += int64(over)
+	}
+	return len(p), nil
 }
 
 // streamWriter turns the builder's text into stream messages.

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -98,4 +99,22 @@ func (b *BuildContainer) WriteDiff(ctx context.Context, w io.Writer, clamp time.
 // Remove deletes the container and its file system.
 func (b *BuildContainer) Remove(ctx context.Context) error {
 	return b.e.Remove(context.WithoutCancel(ctx), b.c.ID, RemoveOptions{Force: true})
+}
+
+// removeBuildLeftovers removes, at daemon start, the step containers of
+// builds the previous daemon was running when it died: their builds are
+// gone with its API connections.
+func (e *Engine) removeBuildLeftovers(ctx context.Context) {
+	for _, c := range e.all() {
+		c.mu.Lock()
+		step := c.Config.Labels[LabelBuildStep] != ""
+		c.mu.Unlock()
+		if !step {
+			continue
+		}
+		slog.Info("removing a build step container left by a killed daemon", "id", shortID(c.ID))
+		if err := e.Remove(ctx, c.ID, RemoveOptions{Force: true}); err != nil {
+			slog.Warn("removing a leftover build step container failed", "id", shortID(c.ID), "err", err)
+		}
+	}
 }

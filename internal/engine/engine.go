@@ -139,6 +139,7 @@ func (e *Engine) Load(ctx context.Context) error {
 	for _, c := range e.all() {
 		e.restore(ctx, c)
 	}
+	e.removeBuildLeftovers(ctx)
 	// After restore: what runs now keeps its network; the rest of what a
 	// crash left (namespaces, veths, leases, rules) goes.
 	e.reconcileNetworks(ctx)

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/errdefs"
 )
 
 // rootfsPath is where the container's root filesystem is mounted while it
@@ -27,16 +29,15 @@ func (e *Engine) mountRootfsLocked(c *Container) error {
 	if len(c.Layers) == 0 {
 		return fmt.Errorf("container %s: image has no layers", shortID(c.ID))
 	}
-	lowers := make([]string, 0, len(c.Layers))
-	for i := len(c.Layers) - 1; i >= 0; i-- {
-		d := c.Layers[i]
-		if !e.o.Images.Layers.Has(d) {
-			return fmt.Errorf("container %s: layer %s of its image is missing (run 'berth system check')", shortID(c.ID), d)
-		}
-		lowers = append(lowers, e.o.Images.Layers.Path(d))
+	lowers, err := e.o.Images.Layers.Lowers(c.Layers)
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("container %s: %w of its image (run 'berth system check')", shortID(c.ID), err)
+	}
+	if err != nil {
+		return err
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"),
-		filepath.Join(c.dir, "rw", "upper"), filepath.Join(c.dir, "rw", "work"))
+		filepath.Join(c.dir, "rw", "upper"), filepath.Join(c.dir, "rw", "work")) + overlayDiffOptions()
 	if len(opts) >= unix.Getpagesize() {
 		return fmt.Errorf("container %s: %d layers make overlay options longer than a page; not supported yet", shortID(c.ID), len(c.Layers))
 	}
@@ -44,6 +45,26 @@ func (e *Engine) mountRootfsLocked(c *Container) error {
 		return fmt.Errorf("mounting the root filesystem of %s: %w", shortID(c.ID), err)
 	}
 	return nil
+}
+
+// overlayDiffOptions turns off the overlay features that keep a change
+// out of the upper directory (a renamed directory as a redirect xattr, a
+// chmod as a metadata-only copy), where the kernel has them on: the upper
+// directory must hold every change for diff, commit and build layers.
+// Options the kernel does not know are never passed (a mount with one
+// fails).
+func overlayDiffOptions() string {
+	var opts string
+	for _, p := range []string{"redirect_dir", "metacopy"} {
+		b, err := os.ReadFile("/sys/module/overlay/parameters/" + p)
+		if err != nil {
+			continue
+		}
+		if v := strings.TrimSpace(string(b)); v == "Y" || v == "on" {
+			opts += "," + p + "=off"
+		}
+	}
+	return opts
 }
 
 // unmountRootfs is idempotent: a missing or unmounted target is fine.

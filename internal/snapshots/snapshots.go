@@ -339,6 +339,29 @@ type Mount struct {
 	Options []string
 }
 
+// Lowers lists the layers' directories as overlayfs's lowerdir takes
+// them, top first. A layer that occurs twice (two RUN steps that changed
+// nothing both make the empty layer) is listed once, at its topmost
+// place: overlayfs refuses a directory twice (ELOOP), and the upper
+// occurrence already re-applies every file and whiteout the lower one
+// holds, so the merged tree is the same.
+func (s *Store) Lowers(diffIDs []digest.Digest) ([]string, error) {
+	lowers := make([]string, 0, len(diffIDs))
+	seen := make(map[digest.Digest]bool, len(diffIDs))
+	for i := len(diffIDs) - 1; i >= 0; i-- {
+		d := diffIDs[i]
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		if !s.Has(d) {
+			return nil, errdefs.NotFoundf("layer %s is not unpacked", d)
+		}
+		lowers = append(lowers, s.Path(d))
+	}
+	return lowers, nil
+}
+
 // Mounts describes the read-only overlay of the given layers, bottom first.
 // A single layer is a read-only bind mount (overlayfs needs two lowers).
 // The runtime adds upperdir and workdir for a writable container.
@@ -346,12 +369,9 @@ func (s *Store) Mounts(diffIDs []digest.Digest) ([]Mount, error) {
 	if len(diffIDs) == 0 {
 		return nil, errdefs.Invalidf("no layers to mount")
 	}
-	var lowers []string
-	for i := len(diffIDs) - 1; i >= 0; i-- {
-		if !s.Has(diffIDs[i]) {
-			return nil, errdefs.NotFoundf("layer %s is not unpacked", diffIDs[i])
-		}
-		lowers = append(lowers, s.Path(diffIDs[i]))
+	lowers, err := s.Lowers(diffIDs)
+	if err != nil {
+		return nil, err
 	}
 	if len(lowers) == 1 {
 		return []Mount{{Type: "bind", Source: lowers[0], Options: []string{"ro", "rbind"}}}, nil

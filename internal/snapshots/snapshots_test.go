@@ -54,6 +54,12 @@ func TestBatchCommit(t *testing.T) {
 	if m[0].Options[0] != want {
 		t.Fatalf("Mounts options = %q, want %q", m[0].Options[0], want)
 	}
+	// A layer twice (two empty RUN layers) is listed once, at its top
+	// place: overlayfs refuses a directory twice.
+	m, err = s.Mounts([]digest.Digest{ids[0], ids[1], ids[0]})
+	if want := "lowerdir=" + s.Path(ids[0]) + ":" + s.Path(ids[1]); err != nil || m[0].Options[0] != want {
+		t.Fatalf("Mounts(a, b, a) = %+v, %v; want %q", m, err, want)
+	}
 	if m, _ := s.Mounts(ids[:1]); m[0].Type != "bind" {
 		t.Fatalf("single-layer Mounts = %+v, want a bind mount", m)
 	}

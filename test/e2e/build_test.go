@@ -8,6 +8,7 @@ package e2e
 import (
 	"archive/tar"
 	"compress/gzip"
+	"encoding/binary"
 	"io"
 	"io/fs"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/archive"
 	"github.com/berth-dev/berth/internal/testutil"
@@ -478,5 +481,149 @@ RUN cat /a /b
 	lines := strings.Split(strings.TrimSpace(evs), "\n")
 	if len(lines) < 4 || !strings.HasPrefix(lines[0], "start") || !strings.HasPrefix(lines[1], "start") {
 		t.Errorf("the independent stages did not overlap; build container events:\n%s", evs)
+	}
+}
+
+// Docker's classic-builder rules that are easy to get wrong: COPY onto an
+// existing directory, proxy build args, -f and .dockerignore, quiet
+// output, file capabilities in layers.
+func TestBuildDockerSemantics(t *testing.T) {
+	d := ctrDaemon(t, "berth")
+	ctx := t.TempDir()
+	os.MkdirAll(filepath.Join(ctx, "build"), 0o755)
+	os.WriteFile(filepath.Join(ctx, "f.txt"), []byte("into etc\n"), 0o644)
+	os.WriteFile(filepath.Join(ctx, "capfile"), []byte("#!/bin/sh\n"), 0o755)
+	capv2 := make([]byte, 20) // version 2, CAP_NET_BIND_SERVICE effective
+	binary.LittleEndian.PutUint32(capv2[0:], 0x02000001)
+	binary.LittleEndian.PutUint32(capv2[4:], 1<<10)
+	if err := unix.Setxattr(filepath.Join(ctx, "capfile"), "security.capability", capv2, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The Dockerfile sits in a directory .dockerignore excludes: -f still
+	// finds it (the CLI sends it; COPY does not see the directory).
+	os.WriteFile(filepath.Join(ctx, ".dockerignore"), []byte("build\n"), 0o644)
+	os.WriteFile(filepath.Join(ctx, "build", "Dockerfile"), []byte(`FROM busybox
+COPY f.txt /etc
+RUN test -f /etc/f.txt && test -f /etc/passwd && echo copied-into-etc
+RUN echo "proxy=$HTTP_PROXY"
+COPY capfile /usr/bin/capfile
+COPY . /ctx/
+RUN test ! -e /ctx/build && echo no-build-dir
+`), 0o644)
+	out := mustB(t, d, "", "build", "-f", filepath.Join(ctx, "build", "Dockerfile"), "--build-arg", "HTTP_PROXY=http://127.0.0.1:9/", "-t", "sem:1", ctx)
+	for _, want := range []string{"copied-into-etc", "proxy=http://127.0.0.1:9/", "no-build-dir", "Successfully tagged sem:1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("build output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "were not consumed") {
+		t.Errorf("a proxy build arg was reported unused:\n%s", out)
+	}
+	// The proxy is in no image config or history, and a new proxy value
+	// rebuilds nothing.
+	if env := inspectField(t, d, "sem:1", "{{json .Config.Env}}"); strings.Contains(env, "PROXY") {
+		t.Errorf("the proxy build arg is in the image's env: %s", env)
+	}
+	if h := mustB(t, d, "", "history", "--no-trunc", "sem:1"); strings.Contains(h, "127.0.0.1:9") {
+		t.Errorf("the proxy is in the history:\n%s", h)
+	}
+	out = mustB(t, d, "", "build", "-f", filepath.Join(ctx, "build", "Dockerfile"), "--build-arg", "HTTP_PROXY=http://127.0.0.1:10/", "-t", "sem:2", ctx)
+	if strings.Contains(out, "Running in") {
+		t.Errorf("a changed proxy rebuilt steps:\n%s", out)
+	}
+	// The capability is in the layer, as Docker's builder keeps it.
+	saved := filepath.Join(t.TempDir(), "sem.tar")
+	mustB(t, d, "", "save", "-o", saved, "sem:1")
+	if got := layerXattr(t, saved, "usr/bin/capfile", "security.capability"); got != string(capv2) {
+		t.Errorf("security.capability of usr/bin/capfile in the saved layers: %q, want %q", got, capv2)
+	}
+
+	// A Dockerfile from outside the context is not copied by COPY . .
+	outside := filepath.Join(t.TempDir(), "Dockerfile.outside")
+	os.WriteFile(outside, []byte("FROM busybox\nCOPY . /ctx/\nRUN ls -a /ctx && test ! -e /ctx/.berth-dockerfile\n"), 0o644)
+	mustB(t, d, "", "build", "-f", outside, ctx)
+
+	// Quiet, through both CLIs: the image ID and nothing else.
+	id := buildID(t, d, "-f", filepath.Join(ctx, "build", "Dockerfile"), ctx)
+	if !strings.HasPrefix(id, "sha256:") || strings.Contains(id, "\n") {
+		t.Errorf("berth build -q printed %q", id)
+	}
+	dout, derr, code := d.Docker("", "build", "-q", "-f", filepath.Join(ctx, "build", "Dockerfile"), ctx)
+	if code != 0 || strings.TrimSpace(dout) != id {
+		t.Errorf("docker build -q: exit %d, stdout %q (want %q)\n%s", code, dout, id, derr)
+	}
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "Dockerfile"), []byte("FROM busybox\nRUN echo quiet-failure-tail; exit 5\n"), 0o644)
+	dout, derr, code = d.Docker("", "build", "-q", bad)
+	if code == 0 || !strings.Contains(dout+derr, "quiet-failure-tail") || !strings.Contains(dout+derr, "non-zero code: 5") {
+		t.Errorf("docker build -q of a failing RUN: exit %d\n%s\n%s", code, dout, derr)
+	}
+}
+
+// layerXattr finds name in the layers of a docker-archive and returns its
+// xattr key.
+func layerXattr(t *testing.T, saved, name, key string) string {
+	t.Helper()
+	f, err := os.Open(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	outer := tar.NewReader(f)
+	for {
+		hdr, err := outer.Next()
+		if err != nil {
+			break
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		dr, _, err := archive.Decompress(outer)
+		if err != nil {
+			continue
+		}
+		inner := tar.NewReader(dr)
+		for {
+			h, err := inner.Next()
+			if err != nil {
+				break
+			}
+			if strings.TrimPrefix(h.Name, "./") == name {
+				return h.PAXRecords["SCHILY.xattr."+key]
+			}
+		}
+	}
+	return ""
+}
+
+// A daemon killed while a build runs leaves nothing behind once it is back:
+// its step containers and the build's files are removed at start.
+func TestBuildKilledDaemonLeavesNothing(t *testing.T) {
+	d := ctrDaemon(t, "berth")
+	ctx := t.TempDir()
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nRUN sleep 60\n"), 0o644)
+	cmd := exec.Command(berthBin, "build", ctx)
+	cmd.Env = d.Env()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for mustB(t, d, "", "ps", "-q", "--filter", "label=berth.build.step") == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the build's RUN container never ran")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.Root, "build", "tmp")); len(ents) == 0 {
+		t.Fatal("no build context on disk while the build runs")
+	}
+	d.Kill9()
+	d.Restart()
+	if ps := mustB(t, d, "", "ps", "-a", "-q", "--filter", "label=berth.build.step"); ps != "" {
+		t.Errorf("build step containers left after the restart: %q", ps)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.Root, "build", "tmp")); len(ents) != 0 {
+		t.Errorf("build files left after the restart: %v", ents)
 	}
 }
