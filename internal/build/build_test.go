@@ -156,3 +156,28 @@ func FuzzDockerignore(f *testing.F) {
 		r.ignored(rel)
 	})
 }
+
+// A stage waiting for its turn holds its output bounded: the head, a note
+// of what was dropped, and the tail where a failure shows.
+func TestHeldOutputBounded(t *testing.T) {
+	var out strings.Builder
+	o := newOrdered(&out, []int{0, 1})
+	w := o.writer(1)
+	w.Write([]byte("start\n"))
+	chunk := strings.Repeat("x", 4096)
+	for range heldMax/4096 + 100 {
+		w.Write([]byte(chunk))
+	}
+	w.Write([]byte("\nthe failing end\n"))
+	if out.Len() != 0 {
+		t.Fatalf("stage 1 wrote before its turn")
+	}
+	o.finish(0)
+	got := out.String()
+	if !strings.HasPrefix(got, "start\n") || !strings.HasSuffix(got, "the failing end\n") || !strings.Contains(got, "were dropped") {
+		t.Errorf("held output: %d bytes, head %q, tail %q", len(got), got[:10], got[len(got)-20:])
+	}
+	if len(got) > heldMax+tailMax+200 {
+		t.Errorf("held %d bytes, more than the bound %d", len(got), heldMax+tailMax)
+	}
+}

@@ -339,3 +339,53 @@ func TestCacheKeyHonoursDockerignore(t *testing.T) {
 func layerPath(svc *images.Service, h v1.Hash) string {
 	return svc.Layers.Path(digest.Digest(h.String()))
 }
+
+// ADD of a URL: the file's content is in the cache key (a changed file
+// rebuilds, the same file is a hit), and a fetch that fails says so in
+// one line.
+func TestAddURL(t *testing.T) {
+	ctx := context.Background()
+	body := "one\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, body)
+	}))
+	defer srv.Close()
+	svc, err := images.New(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	b := &Builder{Images: svc, Tags: svc.Records, CacheDir: filepath.Join(t.TempDir(), "cache"), TempDir: filepath.Join(t.TempDir(), "tmp")}
+	build := func(src string) (string, string, error) {
+		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(src), 0o644)
+		var out bytes.Buffer
+		res, err := b.Build(ctx, Options{ContextDir: dir, Out: &out})
+		return res.ID.String(), out.String(), err
+	}
+	src := "FROM scratch\nADD " + srv.URL + "/f.txt /\n"
+	id1, _, err := build(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2, out, _ := build(src)
+	if id2 != id1 || !strings.Contains(out, "Using cache") {
+		t.Errorf("the same remote file missed the cache:\n%s", out)
+	}
+	body = "two\n"
+	if id3, out, _ := build(src); id3 == id1 || strings.Contains(out, "Using cache") {
+		t.Errorf("a changed remote file hit the cache:\n%s", out)
+	}
+	if ents, _ := os.ReadDir(b.TempDir); len(ents) != 0 {
+		t.Errorf("downloads left in the temporary directory: %v", ents)
+	}
+	for url, want := range map[string]string{srv.URL + "/missing": "404", "http://127.0.0.1:1/x": "fetching"} {
+		_, out, err := build("FROM scratch\nADD " + url + " /\n")
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("ADD %s: %v, want a one-line error with %q\n%s", url, err, want, out)
+		}
+	}
+}
