@@ -157,7 +157,7 @@ Its commands and flags follow Docker's, so habits carry over.`,
 		newSave(g), newLoad(g), newImport(g), newInspectAny(g),
 		newLogin(g), newLogout(g),
 		newImageCmd(g), newSystemCmd(g), newVolumeCmd(g), newNetworkCmd(g), newContainerCmd(g),
-		newBuild(g), newBuilderCmd(g),
+		newBuild(g), newBuilderCmd(g), newRegistryCmd(g),
 	)
 	root.AddCommand(containerCommands(g)...)
 	// Usage lines say [OPTIONS] as Docker's do; cobra would add "[flags]".

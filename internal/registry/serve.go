@@ -1,0 +1,152 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/internal/registry/storage"
+)
+
+// Run serves the registry described by cfg until ctx ends, then shuts
+// down gracefully. ready, if not nil, gets the bound address.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr string)) error {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	srv, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("registry: listening on %s: %w", cfg.Addr, err)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: time.Duration(cfg.Limits.ReadTimeout),
+		IdleTimeout:       time.Duration(cfg.Limits.IdleTimeout),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if cfg.TLS.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("registry: tls: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, hs.TLSConfig)
+	}
+	if cfg.Addr != ln.Addr().String() {
+		log.Info("registry listening", "addr", ln.Addr().String(), "tls", cfg.TLS.Cert != "")
+	}
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	bg, stop := context.WithCancel(ctx)
+	defer stop()
+	go srv.purgeLoop(bg, time.Duration(cfg.Limits.UploadTTL))
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// New builds the server for cfg (defaults applied).
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	fs, err := storage.NewFS(cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	st := storage.New(fs)
+	st.MaxUpload = cfg.Limits.MaxBlobBytes
+	pol := cfg.Policies
+	if len(pol.ImmutableTags) > 0 {
+		st.ImmutableTags = func(repo string) bool { return matchAny(pol.ImmutableTags, repo) }
+	}
+	if len(pol.Quotas) > 0 {
+		st.Quota = func(repo string) (int64, string) { return quotaFor(pol.Quotas, repo) }
+	}
+	s := &Server{Store: st, ReadOnly: cfg.ReadOnly, MaxManifest: cfg.Limits.MaxManifestBytes, BodyTimeout: time.Duration(cfg.Limits.ReadTimeout)}
+	if *cfg.AccessLog {
+		s.Log = log
+	}
+	return s, nil
+}
+
+// matchAny reports whether repo matches one of the path.Match patterns.
+func matchAny(patterns []string, repo string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, repo); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// quotaFor is repo's limit and the scope it is shared in: a namespace
+// ("team/") or the repository itself.
+func quotaFor(qs []Quota, repo string) (int64, string) {
+	for _, q := range qs {
+		if strings.HasSuffix(q.Repository, "/") {
+			if strings.HasPrefix(repo, q.Repository) {
+				return q.Bytes, q.Repository
+			}
+			continue
+		}
+		if ok, _ := path.Match(q.Repository, repo); ok {
+			return q.Bytes, repo
+		}
+	}
+	return 0, ""
+}
+
+// purgeLoop removes abandoned upload sessions, at start and hourly.
+func (s *Server) purgeLoop(ctx context.Context, ttl time.Duration) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := s.Store.PurgeUploads(ctx, ttl); err != nil {
+			slog.Warn("purging abandoned uploads failed", "err", err)
+		} else if n > 0 {
+			slog.Info("purged abandoned uploads", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// timedBody extends the connection's read deadline on every read: a
+// client that sends nothing for the timeout is cut off, while a slow but
+// steady upload of any size goes on.
+type timedBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (b timedBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	return b.ReadCloser.Read(p)
+}
