@@ -3,8 +3,8 @@ package registry
 import (
 	"bytes"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path"
@@ -26,8 +26,8 @@ type Config struct {
 		Cert string `yaml:"cert"`
 		Key  string `yaml:"key"`
 	} `yaml:"tls"`
-	ReadOnly bool   `yaml:"read_only"`
-	Limits   Limits `yaml:"limits"`
+	ReadOnly bool     `yaml:"read_only"`
+	Limits   Limits   `yaml:"limits"`
 	Policies Policies `yaml:"policies"`
 	// Proxy makes the registry a pull-through cache of upstreams, each
 	// under its own path prefix.

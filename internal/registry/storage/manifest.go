@@ -25,10 +25,10 @@ type Manifest struct {
 	MediaType    string
 	ArtifactType string
 	// Config and Layers (an image manifest), or Manifests (an index).
-	Config    *ocispec.Descriptor
-	Layers    []ocispec.Descriptor
-	Manifests []ocispec.Descriptor
-	Subject   *ocispec.Descriptor
+	Config      *ocispec.Descriptor
+	Layers      []ocispec.Descriptor
+	Manifests   []ocispec.Descriptor
+	Subject     *ocispec.Descriptor
 	Annotations map[string]string
 }
 
