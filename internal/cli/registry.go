@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -84,12 +85,48 @@ flags override it. Without auth, listen on loopback only.`,
 func newRegistryGC(g *globals) *cobra.Command {
 	var f registryFlags
 	var dryRun, untagged bool
+	var grace time.Duration
 	c := &cobra.Command{
 		Use:   "gc [OPTIONS]",
 		Short: "Remove unreferenced blobs (safe while the registry serves)",
-		Args:  exactArgs(0),
+		Long: `Remove blobs no manifest references, and with --delete-untagged (or the
+config's retention policies) manifests no tag keeps. It runs while the
+registry serves: what a push writes or references during the collection,
+or within the grace before it, is kept; so are an index's manifests and the
+referrers (signatures, SBOMs) of kept manifests.`,
+		Example: "  berth registry gc --root /srv/registry --dry-run\n  berth registry gc --config /etc/berth/registry.yaml --delete-untagged",
+		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return fmt.Errorf("registry gc: not built yet")
+			cfg, err := f.load(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("grace") {
+				cfg.GC.Grace = registry.Duration(grace)
+			}
+			if untagged {
+				cfg.GC.DeleteUntagged = true
+			}
+			res, err := registry.Collect(cmd.Context(), cfg, dryRun)
+			if err != nil {
+				return err
+			}
+			verb := "removed"
+			if dryRun {
+				verb = "would remove"
+			}
+			out := cmd.OutOrStdout()
+			for _, t := range res.Tags {
+				fmt.Fprintf(out, "tag %s\n", t)
+			}
+			for _, m := range res.Manifests {
+				fmt.Fprintf(out, "manifest %s\n", m)
+			}
+			for _, b := range res.Blobs {
+				fmt.Fprintf(out, "blob %s\n", b)
+			}
+			fmt.Fprintf(out, "%s %d tags, %d manifests, %d blobs (%s)\n", verb, len(res.Tags), len(res.Manifests), len(res.Blobs), humanSize(res.Bytes))
+			return nil
 		},
 	}
 	fl := c.Flags()
@@ -97,5 +134,6 @@ func newRegistryGC(g *globals) *cobra.Command {
 	fl.StringVar(&f.root, "root", "", "Storage directory")
 	fl.BoolVar(&dryRun, "dry-run", false, "List what would be removed, remove nothing")
 	fl.BoolVar(&untagged, "delete-untagged", false, "Also remove manifests no tag, index or referrer keeps")
+	fl.DurationVar(&grace, "grace", time.Hour, "Keep what was written or referenced this recently")
 	return c
 }

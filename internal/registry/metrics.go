@@ -12,3 +12,5 @@ func (m *Metrics) observe(method, route string, status int, took time.Duration, 
 		m.observeFn(method, route, status, took, out, in)
 	}
 }
+
+func (m *Metrics) gcRun(err error, blobs int, bytes int64) {}

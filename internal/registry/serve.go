@@ -55,6 +55,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
 	go srv.purgeLoop(bg, time.Duration(cfg.Limits.UploadTTL))
+	if cfg.GC.Interval > 0 {
+		go srv.gcLoop(bg, time.Duration(cfg.GC.Interval), cfg.GCOptions(false))
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -149,4 +152,52 @@ type timedBody struct {
 func (b timedBody) Read(p []byte) (int, error) {
 	_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
 	return b.ReadCloser.Read(p)
+}
+
+// GCOptions are a collection's options from the config.
+func (c Config) GCOptions(dryRun bool) storage.GCOptions {
+	o := storage.GCOptions{DryRun: dryRun, Grace: time.Duration(c.GC.Grace), DeleteUntagged: c.GC.DeleteUntagged}
+	if rs := c.Policies.Retention; len(rs) > 0 {
+		o.Retention = func(repo string) (int, time.Duration) {
+			for _, r := range rs {
+				if ok, _ := path.Match(r.Repository, repo); ok {
+					return r.KeepTags, time.Duration(r.UntaggedOlderThan)
+				}
+			}
+			return 0, 0
+		}
+	}
+	return o
+}
+
+// gcLoop collects every interval while the server runs.
+func (s *Server) gcLoop(ctx context.Context, every time.Duration, o storage.GCOptions) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		started := time.Now()
+		res, err := s.Store.Collect(ctx, o)
+		if s.Metrics != nil {
+			s.Metrics.gcRun(err, len(res.Blobs), res.Bytes)
+		}
+		if err != nil {
+			slog.Warn("garbage collection failed", "err", err)
+			continue
+		}
+		slog.Info("garbage collection", "blobs", len(res.Blobs), "bytes", res.Bytes, "manifests", len(res.Manifests), "tags", len(res.Tags), "took", time.Since(started).Round(time.Millisecond))
+	}
+}
+
+// Collect runs one garbage collection on cfg's storage.
+func Collect(ctx context.Context, cfg Config, dryRun bool) (storage.GCResult, error) {
+	fs, err := storage.NewFS(cfg.Root)
+	if err != nil {
+		return storage.GCResult{}, err
+	}
+	return storage.New(fs).Collect(ctx, cfg.GCOptions(dryRun))
 }

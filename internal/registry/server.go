@@ -384,6 +384,20 @@ func (s *Server) putManifest(w http.ResponseWriter, r *http.Request, rt route) e
 
 func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) error {
 	ctx := r.Context()
+	if r.Method == http.MethodHead {
+		info, err := s.Store.BlobInfo(ctx, repo, d)
+		if err == nil {
+			h := w.Header()
+			h.Set("Docker-Content-Digest", d.String())
+			h.Set("Content-Type", "application/octet-stream")
+			h.Set("Content-Length", strconv.FormatInt(info.Size, 10))
+			h.Set("ETag", `"`+d.String()+`"`)
+			return nil
+		}
+		if !errdefs.IsNotFound(err) || s.Upstream == nil {
+			return err
+		}
+	}
 	obj, err := s.Store.OpenBlob(ctx, repo, d)
 	if errdefs.IsNotFound(err) && s.Upstream != nil {
 		if ok, uerr := s.Upstream.Blob(ctx, repo, d); ok && uerr == nil {

@@ -80,13 +80,28 @@ func (s *Store) Driver() Driver { return s.d }
 
 // --- blobs
 
-// BlobInfo describes a blob the repository holds.
+// BlobInfo describes a blob the repository holds. A pusher asks this
+// before deciding a blob need not be sent, so an old link and blob are
+// touched: a collection running meanwhile spares them.
 func (s *Store) BlobInfo(ctx context.Context, repo string, d digest.Digest) (Info, error) {
-	if _, err := s.d.Stat(ctx, layerLinkKey(repo, d)); err != nil {
+	link, err := s.d.Stat(ctx, layerLinkKey(repo, d))
+	if err != nil {
 		return Info{}, err
 	}
-	return s.d.Stat(ctx, blobKey(d))
+	info, err := s.d.Stat(ctx, blobKey(d))
+	if err != nil {
+		return Info{}, err
+	}
+	if old := time.Now().Add(-touchAfter); link.ModTime.Before(old) || info.ModTime.Before(old) {
+		_ = s.d.Touch(ctx, layerLinkKey(repo, d))
+		_ = s.d.Touch(ctx, blobKey(d))
+	}
+	return info, nil
 }
+
+// touchAfter is how old a link may be before a HEAD refreshes it; well
+// under any sensible collection grace.
+const touchAfter = 5 * time.Minute
 
 // OpenBlob opens a blob the repository holds.
 func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest) (Object, error) {

@@ -1,0 +1,381 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-dev/berth/internal/errdefs"
+)
+
+func newStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	root := t.TempDir()
+	fs, err := NewFS(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(fs), root
+}
+
+func putBlob(t *testing.T, s *Store, repo string, b []byte) ocispec.Descriptor {
+	t.Helper()
+	d := digest.FromBytes(b)
+	if err := s.PutBlob(context.Background(), repo, d, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	return ocispec.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: int64(len(b))}
+}
+
+func image(t *testing.T, s *Store, repo, tag string, layers ...string) (digest.Digest, []byte) {
+	t.Helper()
+	cfg := putBlob(t, s, repo, []byte(`{"architecture":"amd64","os":"linux","layers":"`+strings.Join(layers, ",")+`"}`))
+	cfg.MediaType = ocispec.MediaTypeImageConfig
+	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cfg}
+	m.SchemaVersion = 2
+	for _, l := range layers {
+		m.Layers = append(m.Layers, putBlob(t, s, repo, []byte(l)))
+	}
+	body, _ := json.Marshal(m)
+	ref := tag
+	if ref == "" {
+		ref = digest.FromBytes(body).String()
+	}
+	d, _, err := s.PutManifest(context.Background(), repo, ref, ocispec.MediaTypeImageManifest, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, body
+}
+
+// Chunks go in order; a chunk out of order, a digest that does not match
+// or a body cut short leave nothing visible and the upload resumable.
+func TestUploads(t *testing.T) {
+	ctx := context.Background()
+	s, root := newStore(t)
+	data := bytes.Repeat([]byte("0123456789"), 1000)
+	d := digest.FromBytes(data)
+	id, err := s.StartUpload(ctx, "a/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.AppendUpload(ctx, "a/b", id, 0, bytes.NewReader(data[:4000])); err != nil || n != 4000 {
+		t.Fatalf("first chunk: %d, %v", n, err)
+	}
+	if _, err := s.AppendUpload(ctx, "a/b", id, 3000, bytes.NewReader(data[3000:5000])); !errors.Is(err, ErrRangeInvalid) {
+		t.Fatalf("overlapping chunk: %v, want ErrRangeInvalid", err)
+	}
+	// A body that fails half way is cut back off.
+	if _, err := s.AppendUpload(ctx, "a/b", id, 4000, &failing{data: data[4000:6000]}); err == nil {
+		t.Fatal("a failing body was accepted")
+	}
+	if n, _ := s.UploadStatus(ctx, "a/b", id); n != 4000 {
+		t.Fatalf("status after a failed chunk: %d, want 4000", n)
+	}
+	bad := digest.FromString("other")
+	if err := s.FinishUpload(ctx, "a/b", id, 4000, bytes.NewReader(data[4000:]), bad); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("finish with a wrong digest: %v", err)
+	}
+	if _, err := s.BlobInfo(ctx, "a/b", bad); !errdefs.IsNotFound(err) {
+		t.Fatalf("a mismatched blob is visible: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, blobKey(d))); err == nil {
+		t.Fatal("the blob is visible before a matching finish")
+	}
+	// The session survives a wrong digest (the client may retry): the
+	// bytes are all there.
+	if err := s.FinishUpload(ctx, "a/b", id, -1, bytes.NewReader(nil), d); err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	info, err := s.BlobInfo(ctx, "a/b", d)
+	if err != nil || info.Size != int64(len(data)) {
+		t.Fatalf("blob: %+v, %v", info, err)
+	}
+	if _, err := s.UploadStatus(ctx, "a/b", id); !errdefs.IsNotFound(err) {
+		t.Fatalf("upload still there after finish: %v", err)
+	}
+	// sha512 content is verified with sha512.
+	d512 := digest.SHA512.FromBytes(data)
+	if err := s.PutBlob(ctx, "a/b", d512, bytes.NewReader(data)); err != nil {
+		t.Fatalf("sha512 blob: %v", err)
+	}
+	// Another repository does not see a's blobs until it mounts them.
+	if _, err := s.BlobInfo(ctx, "c", d); !errdefs.IsNotFound(err) {
+		t.Fatalf("blob visible in another repository: %v", err)
+	}
+	if ok, err := s.Mount(ctx, "c", "a/b", d); !ok || err != nil {
+		t.Fatalf("mount: %v %v", ok, err)
+	}
+	if ok, _ := s.Mount(ctx, "c", "nope", digest.FromString("x")); ok {
+		t.Fatal("mounted a blob the source lacks")
+	}
+}
+
+type failing struct{ data []byte }
+
+func (f *failing) Read(p []byte) (int, error) {
+	if len(f.data) == 0 {
+		return 0, errors.New("connection reset")
+	}
+	n := copy(p, f.data[:len(f.data)/2+1])
+	f.data = f.data[n:]
+	return n, nil
+}
+
+// A kill -9 mid-upload leaves a partial upload file; the store shows no
+// blob, the session resumes or is purged, and a retried push succeeds.
+func TestCrashMidUpload(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	data := []byte("layer bytes that were being uploaded")
+	d := digest.FromBytes(data)
+	id, _ := s.StartUpload(ctx, "r")
+	s.AppendUpload(ctx, "r", id, 0, bytes.NewReader(data[:10]))
+	// "Restart": a new Store on the same files, no memory of the session.
+	s2 := New(s.Driver())
+	if _, err := s2.BlobInfo(ctx, "r", d); !errdefs.IsNotFound(err) {
+		t.Fatalf("a partial upload is visible as a blob: %v", err)
+	}
+	if n, err := s2.UploadStatus(ctx, "r", id); err != nil || n != 10 {
+		t.Fatalf("status after restart: %d, %v", n, err)
+	}
+	if err := s2.FinishUpload(ctx, "r", id, 10, bytes.NewReader(data[10:]), d); err != nil {
+		t.Fatalf("resumed upload: %v", err)
+	}
+	id2, _ := s2.StartUpload(ctx, "r")
+	if n, err := s2.PurgeUploads(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("purge: %d, %v", n, err)
+	}
+	if _, err := s2.UploadStatus(ctx, "r", id2); !errdefs.IsNotFound(err) {
+		t.Fatal("purged upload still there")
+	}
+}
+
+func TestManifests(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	d, body := image(t, s, "app", "v1", "layer-a", "layer-b")
+	got, err := s.GetManifest(ctx, "app", "v1")
+	if err != nil || got.Digest != d || !bytes.Equal(got.Body, body) || got.MediaType != ocispec.MediaTypeImageManifest {
+		t.Fatalf("GetManifest(v1) = %+v, %v", got, err)
+	}
+	// A manifest naming a blob the repository lacks is refused.
+	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromString("absent"), Size: 6}}
+	m.SchemaVersion = 2
+	b, _ := json.Marshal(m)
+	if _, _, err := s.PutManifest(ctx, "app", "v2", "", b); !errors.Is(err, ErrBlobUnknown) {
+		t.Fatalf("manifest with a missing config: %v", err)
+	}
+	for _, tc := range []struct{ body, ct, want string }{
+		{`{`, "", "not valid JSON"},
+		{`{"schemaVersion":1}`, "", "schemaVersion"},
+		{`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`, ocispec.MediaTypeImageManifest, "does not match"},
+		{`{"schemaVersion":2,"mediaType":"text/plain"}`, "", "unsupported"},
+		{`{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:bad","size":1}}`, "", "config"},
+	} {
+		if _, _, err := s.PutManifest(ctx, "app", "bad", tc.ct, []byte(tc.body)); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("PutManifest(%s) = %v, want invalid with %q", tc.body, err, tc.want)
+		}
+	}
+	// By digest: it must be the body's.
+	if _, _, err := s.PutManifest(ctx, "app", digest.FromString("x").String(), "", body); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("put under another digest: %v", err)
+	}
+	// Immutable tags.
+	s.ImmutableTags = func(string) bool { return true }
+	d2, body2 := image(t, s, "app", "", "layer-c")
+	if _, _, err := s.PutManifest(ctx, "app", "v1", "", body2); !errors.Is(err, ErrTagImmutable) {
+		t.Fatalf("moving an immutable tag: %v", err)
+	}
+	if _, _, err := s.PutManifest(ctx, "app", "v1", "", body); err != nil {
+		t.Fatalf("re-pushing the same content under an immutable tag: %v", err)
+	}
+	s.ImmutableTags = nil
+	if _, _, err := s.PutManifest(ctx, "app", "v3", "", body2); err != nil {
+		t.Fatal(err)
+	}
+	// Delete by tag removes the tag; by digest the manifest and its tags.
+	if err := s.DeleteManifest(ctx, "app", "v3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetManifest(ctx, "app", d2.String()); err != nil {
+		t.Fatalf("deleting a tag deleted its manifest: %v", err)
+	}
+	if err := s.DeleteManifest(ctx, "app", d.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetManifest(ctx, "app", "v1"); !errdefs.IsNotFound(err) {
+		t.Fatalf("a deleted manifest's tag still resolves: %v", err)
+	}
+	tags, _ := s.Tags(ctx, "app")
+	if len(tags) != 0 {
+		t.Fatalf("tags after deletes: %v", tags)
+	}
+	if _, err := s.Tags(ctx, "nothing/here"); !errdefs.IsNotFound(err) {
+		t.Fatalf("tags of a missing repository: %v", err)
+	}
+}
+
+// index writes an index of the given manifests; subject, if set, makes it
+// a referrer.
+func putIndex(t *testing.T, s *Store, repo, tag string, children []digest.Digest, subject *digest.Digest) digest.Digest {
+	t.Helper()
+	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex}
+	idx.SchemaVersion = 2
+	for _, c := range children {
+		got, err := s.GetManifest(context.Background(), repo, c.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx.Manifests = append(idx.Manifests, ocispec.Descriptor{MediaType: got.MediaType, Digest: c, Size: int64(len(got.Body))})
+	}
+	if subject != nil {
+		idx.Subject = &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: *subject, Size: 1}
+		idx.ArtifactType = "application/vnd.example.sig"
+	}
+	body, _ := json.Marshal(idx)
+	ref := tag
+	if ref == "" {
+		ref = digest.FromBytes(body).String()
+	}
+	d, _, err := s.PutManifest(context.Background(), repo, ref, ocispec.MediaTypeImageIndex, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Collection keeps what a tag needs, directly or through an index, and
+// the referrers of kept manifests; it removes the rest once past the
+// grace, and never what a push in progress just wrote.
+func TestCollect(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	amd, _ := image(t, s, "multi", "", "amd64-layer")
+	arm, _ := image(t, s, "multi", "", "arm64-layer")
+	index := putIndex(t, s, "multi", "latest", []digest.Digest{amd, arm}, nil)
+	sig := putIndex(t, s, "multi", "", nil, &index) // a referrer of the index, untagged
+	orphan, _ := image(t, s, "multi", "", "orphan-layer")
+	old, _ := image(t, s, "other", "v1", "old-layer")
+	s.DeleteManifest(ctx, "other", old.String())
+	lone := putBlob(t, s, "other", []byte("uploaded, never referenced"))
+
+	// Everything is young: a collection with the default grace removes
+	// nothing.
+	res, err := s.Collect(ctx, GCOptions{Grace: time.Hour, DeleteUntagged: true})
+	if err != nil || len(res.Blobs)+len(res.Manifests) != 0 {
+		t.Fatalf("young content collected: %+v, %v", res, err)
+	}
+	dry, err := s.Collect(ctx, GCOptions{Grace: -time.Second, DeleteUntagged: true, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = s.Collect(ctx, GCOptions{Grace: -time.Second, DeleteUntagged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(dry.Blobs) != fmt.Sprint(res.Blobs) || fmt.Sprint(dry.Manifests) != fmt.Sprint(res.Manifests) {
+		t.Errorf("dry run %+v differs from the run %+v", dry, res)
+	}
+	if want := []string{"multi@" + orphan.String()}; fmt.Sprint(res.Manifests) != fmt.Sprint(want) {
+		t.Errorf("manifests collected %v, want %v", res.Manifests, want)
+	}
+	for _, keep := range []digest.Digest{amd, arm, index, sig} {
+		if _, err := s.GetManifest(ctx, "multi", keep.String()); err != nil {
+			t.Errorf("kept manifest %s: %v", keep, err)
+		}
+	}
+	refs, _ := s.Referrers(ctx, "multi", index, "")
+	if len(refs) != 1 || refs[0].Digest != sig {
+		t.Errorf("referrers after collection: %v", refs)
+	}
+	gone := map[digest.Digest]bool{}
+	for _, b := range res.Blobs {
+		gone[b] = true
+	}
+	for _, want := range []digest.Digest{orphan, digest.FromBytes([]byte("orphan-layer")), old, digest.FromBytes([]byte("old-layer")), lone.Digest} {
+		if !gone[want] {
+			t.Errorf("blob %s not collected (collected %v)", want, res.Blobs)
+		}
+	}
+	if _, err := s.OpenBlob(ctx, "multi", digest.FromBytes([]byte("amd64-layer"))); err != nil {
+		t.Errorf("a layer of a kept image was collected: %v", err)
+	}
+}
+
+// A stream of pushes while collections run: every image still tagged at
+// the end is whole. The grace is short, and pushes reuse layers of images
+// deleted a moment before, so collections keep finding those layers
+// unreferenced and old just as a push references them again: only the
+// touch-and-move protocol keeps them.
+func TestCollectDuringPushes(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var collections, collected int
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			res, err := s.Collect(ctx, GCOptions{Grace: 50 * time.Millisecond, DeleteUntagged: true})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			collections++
+			collected += len(res.Blobs)
+		}
+	}()
+	kept := map[string]bool{}
+	deadline := time.Now().Add(3 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		tag := fmt.Sprintf("v%d", i)
+		image(t, s, "busy", tag, fmt.Sprintf("pool-%d", i%5), fmt.Sprintf("own-%d", i))
+		kept[tag] = true
+		if i%2 == 1 {
+			// Untag the one before: its layers become garbage.
+			prev := fmt.Sprintf("v%d", i-1)
+			if err := s.DeleteManifest(ctx, "busy", prev); err != nil {
+				t.Fatal(err)
+			}
+			delete(kept, prev)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if collections < 3 || collected == 0 {
+		t.Fatalf("%d collections removed %d blobs: the test did not exercise collection", collections, collected)
+	}
+	for tag := range kept {
+		m, err := s.GetManifest(ctx, "busy", tag)
+		if err != nil {
+			t.Fatalf("%s: %v", tag, err)
+		}
+		var man ocispec.Manifest
+		json.Unmarshal(m.Body, &man)
+		for _, l := range append(man.Layers, man.Config) {
+			if _, err := s.OpenBlob(ctx, "busy", l.Digest); err != nil {
+				t.Errorf("%s: blob %s lost: %v", tag, l.Digest, err)
+			}
+		}
+	}
+	t.Logf("%d collections removed %d blobs during %d pushes", collections, collected, len(kept))
+}
