@@ -89,6 +89,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Quota = func(repo string) (int64, string) { return quotaFor(pol.Quotas, repo) }
 	}
 	s := &Server{Store: st, ReadOnly: cfg.ReadOnly, MaxManifest: cfg.Limits.MaxManifestBytes, BodyTimeout: time.Duration(cfg.Limits.ReadTimeout)}
+	s.Metrics = NewMetrics(st)
+	s.Extra = http.NewServeMux()
+	s.Extra.Handle("GET /metrics", s.Metrics.Handler())
 	if *cfg.AccessLog {
 		s.Log = log
 	}

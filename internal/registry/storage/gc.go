@@ -289,3 +289,27 @@ func (s *Store) collectRepo(ctx context.Context, repo string, o GCOptions, cutof
 	}
 	return nil
 }
+
+// StoredBytes is the size of every blob, each counted once.
+func (s *Store) StoredBytes(ctx context.Context) (int64, error) {
+	var total int64
+	algs, err := s.d.List(ctx, "blobs")
+	if errdefs.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, alg := range algs {
+		prefixes, _ := s.d.List(ctx, "blobs/"+alg)
+		for _, p := range prefixes {
+			hexes, _ := s.d.List(ctx, "blobs/"+alg+"/"+p)
+			for _, h := range hexes {
+				if info, err := s.d.Stat(ctx, "blobs/"+alg+"/"+p+"/"+h+"/data"); err == nil {
+					total += info.Size
+				}
+			}
+		}
+	}
+	return total, nil
+}
