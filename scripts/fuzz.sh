@@ -23,6 +23,8 @@ targets=(
 	"./internal/probe FuzzParse 100000"
 	"./internal/build FuzzDockerfile 20000"
 	"./internal/build FuzzDockerignore 5000"
+	"./internal/registry FuzzParseRoute 100000"
+	"./internal/registry/storage FuzzParseManifest 40000"
 )
 
 for t in "${targets[@]}"; do

@@ -92,6 +92,8 @@ func toError(err error, about subject) *Error {
 			return &Error{Status: http.StatusBadRequest, Code: codeManifestInvalid, Message: msg}
 		}
 		return &Error{Status: http.StatusBadRequest, Code: codeDigestInvalid, Message: msg}
+	case errdefs.IsUnavailable(err):
+		return &Error{Status: http.StatusBadGateway, Code: "UNAVAILABLE", Message: msg}
 	case errdefs.IsCanceled(err):
 		return &Error{Status: 499, Code: codeBlobUploadInvalid, Message: "request canceled"}
 	}

@@ -89,6 +89,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Quota = func(repo string) (int64, string) { return quotaFor(pol.Quotas, repo) }
 	}
 	s := &Server{Store: st, ReadOnly: cfg.ReadOnly, MaxManifest: cfg.Limits.MaxManifestBytes, BodyTimeout: time.Duration(cfg.Limits.ReadTimeout)}
+	if len(cfg.Proxy) > 0 {
+		p, err := NewProxy(st, cfg.Proxy)
+		if err != nil {
+			return nil, err
+		}
+		s.Upstream = p
+	}
 	s.Metrics = NewMetrics(st)
 	s.Extra = http.NewServeMux()
 	s.Extra.Handle("GET /metrics", s.Metrics.Handler())

@@ -63,9 +63,12 @@ type Server struct {
 // Upstream is a pull-through cache's source: it fetches into the store
 // what a pull asks for and the store lacks.
 type Upstream interface {
-	// Manifest makes ref's manifest available in repo, or reports it
-	// unknown (errdefs.NotFound); ok is false when no upstream serves
-	// repo.
+	// Proxied reports whether an upstream serves repo (a cache, not
+	// pushed to).
+	Proxied(repo string) bool
+	// Manifest makes ref's manifest available (and, for a tag, fresh) in
+	// repo, or reports it unknown (errdefs.NotFound); ok is false when
+	// no upstream serves repo.
 	Manifest(ctx context.Context, repo, ref string) (ok bool, err error)
 	// Blob makes blob d available in repo.
 	Blob(ctx context.Context, repo string, d digest.Digest) (ok bool, err error)
@@ -187,6 +190,9 @@ func (s *Server) serve(w *recorder, r *http.Request, rt route) error {
 	write := r.Method != http.MethodGet && r.Method != http.MethodHead
 	if write && s.ReadOnly {
 		return newError(http.StatusMethodNotAllowed, codeUnsupported, "the registry is read-only")
+	}
+	if write && rt.name != "" && s.Upstream != nil && s.Upstream.Proxied(rt.name) {
+		return newError(http.StatusMethodNotAllowed, codeUnsupported, "%s is a pull-through cache of an upstream registry: push there", rt.name)
 	}
 	ctx := r.Context()
 	switch rt.kind {
@@ -323,16 +329,12 @@ func (s *Server) paginated(w http.ResponseWriter, r *http.Request, path, field, 
 
 func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt route) error {
 	ctx := r.Context()
-	m, err := s.Store.GetManifest(ctx, rt.name, rt.ref)
-	if errdefs.IsNotFound(err) && s.Upstream != nil {
-		var ok bool
-		ok, err = s.Upstream.Manifest(ctx, rt.name, rt.ref)
-		if ok && err == nil {
-			m, err = s.Store.GetManifest(ctx, rt.name, rt.ref)
-		} else if !ok {
-			m, err = s.Store.GetManifest(ctx, rt.name, rt.ref)
+	if s.Upstream != nil {
+		if ok, err := s.Upstream.Manifest(ctx, rt.name, rt.ref); ok && err != nil {
+			return err
 		}
 	}
+	m, err := s.Store.GetManifest(ctx, rt.name, rt.ref)
 	if err != nil {
 		if errdefs.IsInvalidArgument(err) {
 			return newError(http.StatusBadRequest, codeManifestInvalid, "%v", err)

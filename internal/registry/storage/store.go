@@ -495,6 +495,51 @@ func (s *Store) PutManifest(ctx context.Context, repo, ref, contentType string, 
 	return d, m, nil
 }
 
+// PutCached stores a manifest a pull-through cache fetched: its blobs are
+// fetched when pulled, so none is required now. ref is the tag or digest
+// it was fetched by.
+func (s *Store) PutCached(ctx context.Context, repo, ref, contentType string, body []byte) error {
+	m, err := ParseManifest(body, contentType)
+	if err != nil {
+		return errdefs.InvalidArgument(fmt.Errorf("upstream manifest: %w", err))
+	}
+	d := digest.FromBytes(body)
+	if strings.Contains(ref, ":") {
+		want, err := ParseDigest(ref)
+		if err != nil {
+			return err
+		}
+		if d = want.Algorithm().FromBytes(body); d != want {
+			return fmt.Errorf("upstream manifest is %s, not %s: %w", d, want, ErrDigestMismatch)
+		}
+	}
+	mu := s.repoLock(repo)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := s.d.PutContent(ctx, blobKey(d), body); err != nil {
+		return err
+	}
+	if err := s.d.PutContent(ctx, revisionKey(repo, d), []byte(d.String()+"\n"+m.MediaType)); err != nil {
+		return err
+	}
+	if !strings.Contains(ref, ":") {
+		return s.d.PutContent(ctx, tagKey(repo, ref), []byte(d.String()))
+	}
+	return nil
+}
+
+// TagAge is how long ago a tag was last set (a cache's freshness).
+func (s *Store) TagAge(ctx context.Context, repo, tag string) (time.Duration, error) {
+	if err := ValidTag(tag); err != nil {
+		return 0, err
+	}
+	info, err := s.d.Stat(ctx, tagKey(repo, tag))
+	if err != nil {
+		return 0, err
+	}
+	return time.Since(info.ModTime), nil
+}
+
 func (s *Store) repoLock(repo string) *sync.Mutex {
 	v, _ := s.tagMu.LoadOrStore(repo, &sync.Mutex{})
 	return v.(*sync.Mutex)

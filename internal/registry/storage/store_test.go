@@ -379,3 +379,27 @@ func TestCollectDuringPushes(t *testing.T) {
 	}
 	t.Logf("%d collections removed %d blobs during %d pushes", collections, collected, len(kept))
 }
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"a","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}`), "")
+	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"mediaType":"a","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":1}],"subject":{"mediaType":"x","digest":"sha512:00","size":1}}`), "application/vnd.oci.image.index.v1+json")
+	f.Add([]byte(`{"schemaVersion":2}`), "application/vnd.docker.distribution.manifest.v2+json")
+	f.Fuzz(func(t *testing.T, body []byte, ct string) {
+		m, err := ParseManifest(body, ct)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error: %q", err)
+			}
+			return
+		}
+		if !isManifestType(m.MediaType) {
+			t.Fatalf("accepted media type %q", m.MediaType)
+		}
+		blobs, manifests := m.references()
+		for _, d := range append(blobs, manifests...) {
+			if d.Validate() != nil {
+				t.Fatalf("accepted an invalid reference %q", d)
+			}
+		}
+	})
+}

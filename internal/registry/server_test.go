@@ -1,0 +1,364 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// newServer starts a registry on a fresh root; cfg may set policies.
+func newServer(t *testing.T, cfg Config) (*Server, string) {
+	t.Helper()
+	hs, url := newServerHS(t, cfg)
+	return hs.Config.Handler.(*Server), url
+}
+
+func newServerHS(t *testing.T, cfg Config) (*httptest.Server, string) {
+	t.Helper()
+	cfg.Root = t.TempDir()
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s)
+	t.Cleanup(hs.Close)
+	return hs, hs.URL
+}
+
+type resp struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func do(t *testing.T, method, url string, body []byte, header ...string) resp {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{res.StatusCode, res.Header, string(b)}
+}
+
+func (r resp) code() string {
+	var e struct{ Errors []struct{ Code string } }
+	json.Unmarshal([]byte(r.body), &e)
+	if len(e.Errors) == 0 {
+		return ""
+	}
+	return e.Errors[0].Code
+}
+
+// pushBlob uploads b in chunks through PATCH and closes with PUT.
+func pushBlob(t *testing.T, base, repo string, b []byte, chunk int) digest.Digest {
+	t.Helper()
+	r := do(t, "POST", base+"/v2/"+repo+"/blobs/uploads/", nil)
+	if r.status != 202 {
+		t.Fatalf("POST upload: %d %s", r.status, r.body)
+	}
+	loc := base + r.header.Get("Location")
+	for off := 0; off < len(b); off += chunk {
+		end := min(off+chunk, len(b))
+		r = do(t, "PATCH", loc, b[off:end], "Content-Type", "application/octet-stream", "Content-Range", fmt.Sprintf("%d-%d", off, end-1))
+		if r.status != 202 || r.header.Get("Range") != fmt.Sprintf("0-%d", end-1) {
+			t.Fatalf("PATCH %d-%d: %d Range %q %s", off, end-1, r.status, r.header.Get("Range"), r.body)
+		}
+		loc = base + r.header.Get("Location")
+	}
+	d := digest.FromBytes(b)
+	r = do(t, "PUT", loc+"?digest="+d.String(), nil)
+	if r.status != 201 || r.header.Get("Docker-Content-Digest") != d.String() {
+		t.Fatalf("PUT close: %d %v %s", r.status, r.header, r.body)
+	}
+	return d
+}
+
+func manifestFor(t *testing.T, base, repo string, layers ...[]byte) []byte {
+	t.Helper()
+	cfg := []byte(`{"os":"linux","architecture":"amd64"}`)
+	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest,
+		Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: pushBlob(t, base, repo, cfg, 1<<20), Size: int64(len(cfg))}}
+	m.SchemaVersion = 2
+	for _, l := range layers {
+		m.Layers = append(m.Layers, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: pushBlob(t, base, repo, l, 1<<20), Size: int64(len(l))})
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func TestProtocol(t *testing.T) {
+	_, base := newServer(t, Config{})
+	data := bytes.Repeat([]byte("abcdefghij"), 3000)
+	d := pushBlob(t, base, "ns/app", data, 7000)
+
+	// Ranged GET, HEAD.
+	r := do(t, "GET", base+"/v2/ns/app/blobs/"+d.String(), nil, "Range", "bytes=10-19")
+	if r.status != 206 || r.body != string(data[10:20]) {
+		t.Errorf("ranged GET: %d %q", r.status, r.body)
+	}
+	r = do(t, "HEAD", base+"/v2/ns/app/blobs/"+d.String(), nil)
+	if r.status != 200 || r.header.Get("Content-Length") != fmt.Sprint(len(data)) || r.header.Get("Docker-Content-Digest") != d.String() {
+		t.Errorf("HEAD blob: %d %v", r.status, r.header)
+	}
+	// Out-of-order chunk: 416 and the upload's real range.
+	r = do(t, "POST", base+"/v2/ns/app/blobs/uploads/", nil)
+	loc := base + r.header.Get("Location")
+	do(t, "PATCH", loc, []byte("12345"), "Content-Range", "0-4")
+	r = do(t, "PATCH", loc, []byte("67890"), "Content-Range", "10-14")
+	if r.status != 416 || r.header.Get("Range") != "0-4" {
+		t.Errorf("out-of-order chunk: %d Range %q %s", r.status, r.header.Get("Range"), r.body)
+	}
+	r = do(t, "GET", loc, nil)
+	if r.status != 204 || r.header.Get("Range") != "0-4" {
+		t.Errorf("upload status: %d %q", r.status, r.header.Get("Range"))
+	}
+	// A wrong digest at close: DIGEST_INVALID, nothing stored.
+	bad := digest.FromString("something else")
+	r = do(t, "PUT", loc+"?digest="+bad.String(), nil)
+	if r.status != 400 || r.code() != "DIGEST_INVALID" {
+		t.Errorf("close with a wrong digest: %d %s", r.status, r.body)
+	}
+	if r := do(t, "HEAD", base+"/v2/ns/app/blobs/"+bad.String(), nil); r.status != 404 {
+		t.Errorf("a mismatched upload is visible: %d", r.status)
+	}
+	if r := do(t, "DELETE", loc, nil); r.status != 204 {
+		t.Errorf("cancel: %d", r.status)
+	}
+	if r := do(t, "GET", loc, nil); r.status != 404 || r.code() != "BLOB_UPLOAD_UNKNOWN" {
+		t.Errorf("status of a cancelled upload: %d %s", r.status, r.body)
+	}
+	// Monolithic POST with digest, and a cross-repository mount.
+	small := []byte("monolithic")
+	r = do(t, "POST", base+"/v2/ns/app/blobs/uploads/?digest="+digest.FromBytes(small).String(), small, "Content-Type", "application/octet-stream")
+	if r.status != 201 {
+		t.Errorf("monolithic POST: %d %s", r.status, r.body)
+	}
+	r = do(t, "POST", base+"/v2/other/blobs/uploads/?mount="+d.String()+"&from=ns/app", nil)
+	if r.status != 201 || r.header.Get("Location") != "/v2/other/blobs/"+d.String() {
+		t.Errorf("mount: %d %v", r.status, r.header)
+	}
+	r = do(t, "POST", base+"/v2/other/blobs/uploads/?mount="+bad.String()+"&from=ns/app", nil)
+	if r.status != 202 {
+		t.Errorf("mount of an absent blob: %d, want 202 (an upload session)", r.status)
+	}
+
+	// Manifests: by tag and digest; a missing blob; bad JSON; too big.
+	body := manifestFor(t, base, "ns/app", []byte("layer one"))
+	md := digest.FromBytes(body)
+	r = do(t, "PUT", base+"/v2/ns/app/manifests/v1", body, "Content-Type", ocispec.MediaTypeImageManifest)
+	if r.status != 201 || r.header.Get("Docker-Content-Digest") != md.String() || r.header.Get("Location") != "/v2/ns/app/manifests/"+md.String() {
+		t.Fatalf("PUT manifest: %d %v %s", r.status, r.header, r.body)
+	}
+	r = do(t, "GET", base+"/v2/ns/app/manifests/v1", nil, "Accept", ocispec.MediaTypeImageManifest)
+	if r.status != 200 || r.body != string(body) || r.header.Get("Content-Type") != ocispec.MediaTypeImageManifest {
+		t.Errorf("GET manifest: %d %v", r.status, r.header)
+	}
+	r = do(t, "GET", base+"/v2/other/manifests/v1", nil)
+	if r.status != 404 || r.code() != "MANIFEST_UNKNOWN" {
+		t.Errorf("manifest of another repository: %d %s", r.status, r.body)
+	}
+	var m ocispec.Manifest
+	json.Unmarshal(body, &m)
+	m.Layers[0].Digest = digest.FromString("never pushed")
+	b2, _ := json.Marshal(m)
+	if r := do(t, "PUT", base+"/v2/ns/app/manifests/v2", b2, "Content-Type", ocispec.MediaTypeImageManifest); r.status != 400 || r.code() != "MANIFEST_BLOB_UNKNOWN" {
+		t.Errorf("manifest with a missing layer: %d %s", r.status, r.body)
+	}
+	if r := do(t, "PUT", base+"/v2/ns/app/manifests/v2", []byte("{nope"), "Content-Type", ocispec.MediaTypeImageManifest); r.status != 400 || r.code() != "MANIFEST_INVALID" {
+		t.Errorf("bad JSON: %d %s", r.status, r.body)
+	}
+	if r := do(t, "PUT", base+"/v2/ns/app/manifests/v2", bytes.Repeat([]byte(" "), 5<<20), "Content-Type", ocispec.MediaTypeImageManifest); r.status != 413 || r.code() != "SIZE_INVALID" {
+		t.Errorf("oversized manifest: %d %s", r.status, r.body)
+	}
+	if r := do(t, "PUT", base+"/v2/ns/app/manifests/"+digest.FromString("x").String(), body, "Content-Type", ocispec.MediaTypeImageManifest); r.status != 400 || r.code() != "DIGEST_INVALID" {
+		t.Errorf("manifest under another digest: %d %s", r.status, r.body)
+	}
+	// Names and digests that are not.
+	for _, p := range []string{"/v2/UPPER/tags/list", "/v2/a/../b/tags/list", "/v2/-a/manifests/x"} {
+		if r := do(t, "GET", base+p, nil); r.status != 400 && r.status != 404 || r.status == 400 && r.code() != "NAME_INVALID" {
+			t.Errorf("GET %s: %d %s", p, r.status, r.body)
+		}
+	}
+	if r := do(t, "GET", base+"/v2/ns/app/blobs/sha256:xyz", nil); r.status != 400 || r.code() != "DIGEST_INVALID" {
+		t.Errorf("bad digest: %d %s", r.status, r.body)
+	}
+
+	// Tags with pagination.
+	for _, tag := range []string{"a", "b", "c", "d"} {
+		do(t, "PUT", base+"/v2/ns/app/manifests/"+tag, body, "Content-Type", ocispec.MediaTypeImageManifest)
+	}
+	r = do(t, "GET", base+"/v2/ns/app/tags/list?n=2", nil)
+	if r.body != `{"name":"ns/app","tags":["a","b"]}`+"\n" || r.header.Get("Link") != `</v2/ns/app/tags/list?last=b&n=2>; rel="next"` {
+		t.Errorf("tags page 1: %s Link %q", r.body, r.header.Get("Link"))
+	}
+	r = do(t, "GET", base+"/v2/ns/app/tags/list?n=2&last=d", nil)
+	if r.body != `{"name":"ns/app","tags":["v1"]}`+"\n" || r.header.Get("Link") != "" {
+		t.Errorf("tags last page: %s Link %q", r.body, r.header.Get("Link"))
+	}
+	if r := do(t, "GET", base+"/v2/nothere/tags/list", nil); r.status != 404 || r.code() != "NAME_UNKNOWN" {
+		t.Errorf("tags of a missing repository: %d %s", r.status, r.body)
+	}
+	r = do(t, "GET", base+"/v2/_catalog?n=1", nil)
+	if r.body != `{"repositories":["ns/app"]}`+"\n" || !strings.Contains(r.header.Get("Link"), "last=ns%2Fapp") {
+		t.Errorf("catalog: %s %q", r.body, r.header.Get("Link"))
+	}
+
+	// Referrers: a signature with a subject, filtered by artifact type.
+	sig := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: "application/vnd.example.sig",
+		Config: ocispec.DescriptorEmptyJSON, Subject: &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(body))},
+		Layers: []ocispec.Descriptor{ocispec.DescriptorEmptyJSON}}
+	sig.SchemaVersion = 2
+	pushBlob(t, base, "ns/app", []byte("{}"), 10)
+	sb, _ := json.Marshal(sig)
+	sd := digest.FromBytes(sb)
+	r = do(t, "PUT", base+"/v2/ns/app/manifests/"+sd.String(), sb, "Content-Type", ocispec.MediaTypeImageManifest)
+	if r.status != 201 || r.header.Get("OCI-Subject") != md.String() {
+		t.Errorf("PUT referrer: %d OCI-Subject %q %s", r.status, r.header.Get("OCI-Subject"), r.body)
+	}
+	for at, want := range map[string]int{"": 1, "application/vnd.example.sig": 1, "application/other": 0} {
+		r = do(t, "GET", base+"/v2/ns/app/referrers/"+md.String()+"?artifactType="+at, nil)
+		var idx ocispec.Index
+		json.Unmarshal([]byte(r.body), &idx)
+		if r.status != 200 || len(idx.Manifests) != want || r.header.Get("Content-Type") != ocispec.MediaTypeImageIndex {
+			t.Errorf("referrers %q: %d %s", at, r.status, r.body)
+		}
+		if want == 1 && (idx.Manifests[0].Digest != sd || idx.Manifests[0].ArtifactType != "application/vnd.example.sig") {
+			t.Errorf("referrer descriptor: %+v", idx.Manifests[0])
+		}
+		if (at != "") != (r.header.Get("OCI-Filters-Applied") == "artifactType") {
+			t.Errorf("referrers %q: OCI-Filters-Applied %q", at, r.header.Get("OCI-Filters-Applied"))
+		}
+	}
+	// Deletes: the referrer goes from the list with its manifest.
+	if r := do(t, "DELETE", base+"/v2/ns/app/manifests/"+sd.String(), nil); r.status != 202 {
+		t.Errorf("DELETE manifest: %d", r.status)
+	}
+	r = do(t, "GET", base+"/v2/ns/app/referrers/"+md.String(), nil)
+	if !strings.Contains(r.body, `"manifests":[]`) {
+		t.Errorf("referrers after delete: %s", r.body)
+	}
+	if r := do(t, "DELETE", base+"/v2/ns/app/blobs/"+d.String(), nil); r.status != 202 {
+		t.Errorf("DELETE blob: %d", r.status)
+	}
+	if r := do(t, "GET", base+"/v2/ns/app/blobs/"+d.String(), nil); r.status != 404 || r.code() != "BLOB_UNKNOWN" {
+		t.Errorf("GET deleted blob: %d %s", r.status, r.body)
+	}
+	// Metrics saw it all.
+	r = do(t, "GET", base+"/metrics", nil)
+	for _, want := range []string{`berth_registry_requests_total{method="PUT",route="manifest",status="201"}`, "berth_registry_request_duration_seconds_bucket", "berth_registry_storage_bytes", "berth_registry_bytes_received_total"} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestPolicies(t *testing.T) {
+	cfg := Config{}
+	cfg.Policies.ImmutableTags = []string{"release/*"}
+	cfg.Policies.Quotas = []Quota{{Repository: "team/", Bytes: 4000}}
+	_, base := newServer(t, cfg)
+	one := manifestFor(t, base, "release/app", []byte("one"))
+	two := manifestFor(t, base, "release/app", []byte("two"))
+	if r := do(t, "PUT", base+"/v2/release/app/manifests/1.0", one, "Content-Type", ocispec.MediaTypeImageManifest); r.status != 201 {
+		t.Fatalf("first push: %d %s", r.status, r.body)
+	}
+	if r := do(t, "PUT", base+"/v2/release/app/manifests/1.0", two, "Content-Type", ocispec.MediaTypeImageManifest); r.status != 403 || r.code() != "DENIED" {
+		t.Errorf("overwriting an immutable tag: %d %s", r.status, r.body)
+	}
+	// The namespace quota is shared: the second repository's upload
+	// tips it over, and nothing of that upload is stored.
+	pushBlob(t, base, "team/a", bytes.Repeat([]byte("a"), 3000), 1000)
+	r := do(t, "POST", base+"/v2/team/b/blobs/uploads/", nil)
+	loc := base + r.header.Get("Location")
+	big := bytes.Repeat([]byte("b"), 2000)
+	r = do(t, "PUT", loc+"?digest="+digest.FromBytes(big).String(), big)
+	if r.status != 403 || r.code() != "DENIED" || !strings.Contains(r.body, "quota") {
+		t.Errorf("push over the namespace quota: %d %s", r.status, r.body)
+	}
+	if r := do(t, "HEAD", base+"/v2/team/b/blobs/"+digest.FromBytes(big).String(), nil); r.status != 404 {
+		t.Errorf("a blob over quota is stored: %d", r.status)
+	}
+	// Outside the namespace there is no limit.
+	pushBlob(t, base, "elsewhere", big, 1000)
+}
+
+func TestReadOnly(t *testing.T) {
+	_, base := newServer(t, Config{ReadOnly: true})
+	if r := do(t, "POST", base+"/v2/a/blobs/uploads/", nil); r.status != 405 || r.code() != "UNSUPPORTED" {
+		t.Errorf("push to a read-only registry: %d %s", r.status, r.body)
+	}
+	if r := do(t, "GET", base+"/v2/", nil); r.status != 200 || r.header.Get("Docker-Distribution-API-Version") != "registry/2.0" {
+		t.Errorf("GET /v2/: %d %v", r.status, r.header)
+	}
+}
+
+// The pull-through cache: two upstreams at once under their prefixes;
+// cached content is served when the upstream goes down; a proxied
+// repository cannot be pushed to.
+func TestPullThroughCache(t *testing.T) {
+	up1srv, up1 := newServerHS(t, Config{})
+	_, up2 := newServer(t, Config{})
+	b1 := manifestFor(t, up1, "lib/one", []byte("from upstream one"))
+	do(t, "PUT", up1+"/v2/lib/one/manifests/v1", b1, "Content-Type", ocispec.MediaTypeImageManifest)
+	b2 := manifestFor(t, up2, "lib/two", []byte("from upstream two"))
+	do(t, "PUT", up2+"/v2/lib/two/manifests/v1", b2, "Content-Type", ocispec.MediaTypeImageManifest)
+
+	cfg := Config{Proxy: []ProxyConfig{{Prefix: "one.example", URL: up1, TTL: Duration(time.Millisecond)}, {Prefix: "two.example", URL: up2}}}
+	_, cache := newServer(t, cfg)
+	for repo, body := range map[string][]byte{"one.example/lib/one": b1, "two.example/lib/two": b2} {
+		r := do(t, "GET", cache+"/v2/"+repo+"/manifests/v1", nil)
+		if r.status != 200 || r.body != string(body) {
+			t.Fatalf("GET %s through the cache: %d %s", repo, r.status, r.body)
+		}
+		var m ocispec.Manifest
+		json.Unmarshal(body, &m)
+		r = do(t, "GET", cache+"/v2/"+repo+"/blobs/"+m.Layers[0].Digest.String(), nil)
+		if r.status != 200 || !strings.HasPrefix(r.body, "from upstream") {
+			t.Errorf("blob through the cache: %d %q", r.status, r.body)
+		}
+	}
+	if r := do(t, "GET", cache+"/v2/one.example/lib/none/manifests/v1", nil); r.status != 404 || r.code() != "MANIFEST_UNKNOWN" {
+		t.Errorf("a manifest the upstream lacks: %d %s", r.status, r.body)
+	}
+	if r := do(t, "POST", cache+"/v2/one.example/lib/one/blobs/uploads/", nil); r.status != 405 {
+		t.Errorf("push into a proxied repository: %d %s", r.status, r.body)
+	}
+	// Upstream one goes down: its tag's TTL is over, but the cached
+	// content is served, blobs included.
+	up1srv.Close()
+	time.Sleep(2 * time.Millisecond)
+	if r := do(t, "GET", cache+"/v2/one.example/lib/one/manifests/v1", nil); r.status != 200 || r.body != string(b1) {
+		t.Errorf("cached manifest with the upstream down: %d %s", r.status, r.body)
+	}
+	if r := do(t, "GET", cache+"/v2/one.example/lib/other/manifests/v1", nil); r.status != 502 {
+		t.Errorf("uncached manifest with the upstream down: %d %s, want 502", r.status, r.body)
+	}
+}
