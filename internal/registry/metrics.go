@@ -16,14 +16,14 @@ import (
 // Metrics are the registry's Prometheus metrics, in a registry of their
 // own (no global state).
 type Metrics struct {
-	reg       *prometheus.Registry
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	bytesOut  *prometheus.CounterVec
-	bytesIn   *prometheus.CounterVec
-	gcRuns    *prometheus.CounterVec
-	gcBlobs   prometheus.Counter
-	gcBytes   prometheus.Counter
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	bytesOut *prometheus.CounterVec
+	bytesIn  *prometheus.CounterVec
+	gcRuns   *prometheus.CounterVec
+	gcBlobs  prometheus.Counter
+	gcBytes  prometheus.Counter
 }
 
 // NewMetrics makes the metrics; storage usage is read from st when
