@@ -43,6 +43,7 @@ bench: build
 	@bash bench/pull.sh $(BIN)
 	@bash bench/run.sh $(BIN)
 	@bash bench/build.sh $(BIN)
+	@bash bench/registry.sh $(BIN)
 
 clean:
 	rm -rf bin

@@ -163,7 +163,18 @@ func (s *Store) StartUpload(ctx context.Context, repo string) (string, error) {
 		return "", err
 	}
 	id := hex.EncodeToString(b[:])
-	if err := s.d.PutContent(ctx, uploadKey(repo, id)+"/startedat", []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+	// Not synced: a session a crash loses is only an upload to redo
+	// (the client restarts it), and PurgeUploads judges a session without
+	// a readable start time by its directory's age.
+	sa, err := s.d.Append(ctx, uploadKey(repo, id)+"/startedat")
+	if err != nil {
+		return "", fmt.Errorf("starting an upload: %w", err)
+	}
+	_, err = sa.Write([]byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	if cerr := sa.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return "", fmt.Errorf("starting an upload: %w", err)
 	}
 	a, err := s.d.Append(ctx, uploadKey(repo, id)+"/data")
