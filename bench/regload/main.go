@@ -29,15 +29,15 @@ import (
 )
 
 type result struct {
-	Mode      string  `json:"mode"`
-	Clients   int     `json:"clients"`
-	Size      int64   `json:"size"`
-	Requests  int     `json:"requests"`
-	Seconds   float64 `json:"seconds"`
-	MBps      float64 `json:"mb_per_s,omitempty"`
-	P50ms     float64 `json:"p50_ms,omitempty"`
-	P99ms     float64 `json:"p99_ms,omitempty"`
-	Errors    int     `json:"errors"`
+	Mode     string  `json:"mode"`
+	Clients  int     `json:"clients"`
+	Size     int64   `json:"size"`
+	Requests int     `json:"requests"`
+	Seconds  float64 `json:"seconds"`
+	MBps     float64 `json:"mb_per_s,omitempty"`
+	P50ms    float64 `json:"p50_ms,omitempty"`
+	P99ms    float64 `json:"p99_ms,omitempty"`
+	Errors   int     `json:"errors"`
 }
 
 func main() {

@@ -86,7 +86,6 @@ func (o fsObject) OSFile() *os.File { return o.File }
 
 func (o fsObject) Info() Info { return o.info }
 
-
 // Open implements Driver.
 func (d *FS) Open(ctx context.Context, key string) (Object, error) {
 	p, err := d.path(key)
