@@ -352,7 +352,8 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt route) e
 	m, err := s.Store.GetManifest(ctx, rt.name, rt.ref)
 	if err != nil {
 		if errdefs.IsInvalidArgument(err) {
-			return newError(http.StatusBadRequest, codeManifestInvalid, "%v", err)
+			// No manifest can be named so: it is not there.
+			return newError(http.StatusNotFound, codeManifestUnknown, "%v", err)
 		}
 		return err
 	}
@@ -389,6 +390,19 @@ func (s *Server) putManifest(w http.ResponseWriter, r *http.Request, rt route) e
 			return newError(http.StatusBadRequest, codeManifestInvalid, "%v", err)
 		}
 		return err
+	}
+	// Tags given with a push by digest (?tag=a&tag=b), each confirmed
+	// with an OCI-Tag header.
+	if tags := r.URL.Query()["tag"]; len(tags) > 0 && strings.Contains(rt.ref, ":") {
+		for _, t := range tags {
+			if err := s.Store.Tag(r.Context(), rt.name, t, d); err != nil {
+				if errdefs.IsInvalidArgument(err) {
+					return newError(http.StatusBadRequest, codeManifestInvalid, "tag %q: %v", t, err)
+				}
+				return err
+			}
+			w.Header().Add("OCI-Tag", t)
+		}
 	}
 	w.Header().Set("Location", "/v2/"+rt.name+"/manifests/"+d.String())
 	w.Header().Set("Docker-Content-Digest", d.String())
@@ -471,6 +485,18 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, rt route) e
 				return newError(http.StatusBadRequest, codeNameInvalid, "from: %v", err)
 			}
 			ok, err := s.Store.Mount(ctx, rt.name, from, d)
+			if err != nil {
+				return err
+			}
+			if ok {
+				blobCreated(w, rt.name, d)
+				return nil
+			}
+		} else if s.Authorize == nil {
+			// Without "from", the spec lets a registry mount the blob
+			// from wherever it has it. Only an open registry does: with
+			// auth, the client's right to read that content is unknown.
+			ok, err := s.Store.MountAny(ctx, rt.name, d)
 			if err != nil {
 				return err
 			}

@@ -169,6 +169,10 @@ func TestProtocol(t *testing.T) {
 	if r.status != 202 {
 		t.Errorf("mount of an absent blob: %d, want 202 (an upload session)", r.status)
 	}
+	// Without "from", an open registry mounts what it has anywhere.
+	if r := do(t, "POST", base+"/v2/third/blobs/uploads/?mount="+d.String(), nil); r.status != 201 {
+		t.Errorf("anonymous mount: %d", r.status)
+	}
 
 	// Manifests: by tag and digest; a missing blob; bad JSON; too big.
 	body := manifestFor(t, base, "ns/app", []byte("layer one"))
@@ -209,6 +213,18 @@ func TestProtocol(t *testing.T) {
 	}
 	if r := do(t, "GET", base+"/v2/ns/app/blobs/sha256:xyz", nil); r.status != 400 || r.code() != "DIGEST_INVALID" {
 		t.Errorf("bad digest: %d %s", r.status, r.body)
+	}
+
+	// A push by digest with tag parameters.
+	r = do(t, "PUT", base+"/v2/ns/app/manifests/"+md.String()+"?tag=p1&tag=p2", body, "Content-Type", ocispec.MediaTypeImageManifest)
+	if r.status != 201 || strings.Join(r.header.Values("OCI-Tag"), ",") != "p1,p2" {
+		t.Errorf("tag parameters: %d OCI-Tag %v", r.status, r.header.Values("OCI-Tag"))
+	}
+	if r := do(t, "GET", base+"/v2/ns/app/manifests/.bad-tag", nil); r.status != 404 || r.code() != "MANIFEST_UNKNOWN" {
+		t.Errorf("GET of an impossible tag: %d %s", r.status, r.body)
+	}
+	for _, tag := range []string{"p1", "p2"} {
+		do(t, "DELETE", base+"/v2/ns/app/manifests/"+tag, nil)
 	}
 
 	// Tags with pagination.

@@ -266,3 +266,20 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
+
+// The OCI distribution-spec conformance suites, both the v1.1.1 release's
+// and the main branch's, pass with every workflow on (scripts/conformance.sh
+// builds them; see its header).
+func TestRegistryConformance(t *testing.T) {
+	reg := testutil.StartBerthRegistry(t, berthBin, "access_log: false\n")
+	out, err := exec.Command("bash", "../../scripts/conformance.sh", reg.URL(), "all").CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("conformance: %v", err)
+	}
+	for _, want := range []string{"conformance v1.1.1: PASS", "conformance main: PASS"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}

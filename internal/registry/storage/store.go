@@ -506,6 +506,41 @@ func (s *Store) PutManifest(ctx context.Context, repo, ref, contentType string, 
 	return d, m, nil
 }
 
+// Tag points tag at manifest d of repo (a push by digest with ?tag=).
+func (s *Store) Tag(ctx context.Context, repo, tag string, d digest.Digest) error {
+	if err := ValidTag(tag); err != nil {
+		return err
+	}
+	if _, err := s.d.Stat(ctx, revisionKey(repo, d)); err != nil {
+		return err
+	}
+	mu := s.repoLock(repo)
+	mu.Lock()
+	defer mu.Unlock()
+	if s.ImmutableTags != nil && s.ImmutableTags(repo) {
+		if cur, err := s.d.GetContent(ctx, tagKey(repo, tag)); err == nil && string(cur) != d.String() {
+			return fmt.Errorf("%s:%s already names %s: %w", repo, tag, cur, ErrTagImmutable)
+		}
+	}
+	return s.d.PutContent(ctx, tagKey(repo, tag), []byte(d.String()))
+}
+
+// MountAny links into repo a blob the registry holds in any repository
+// (a mount request without "from"). ok is false when there is none.
+func (s *Store) MountAny(ctx context.Context, repo string, d digest.Digest) (bool, error) {
+	info, err := s.d.Stat(ctx, blobKey(d))
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := s.checkQuota(ctx, repo, info.Size); err != nil {
+		return false, err
+	}
+	return true, s.link(ctx, repo, d)
+}
+
 // PutCached stores a manifest a pull-through cache fetched: its blobs are
 // fetched when pulled, so none is required now. ref is the tag or digest
 // it was fetched by.
