@@ -266,7 +266,6 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-
 // The OCI distribution-spec conformance suites, both the v1.1.1 release's
 // and the main branch's, pass with every workflow on (scripts/conformance.sh
 // builds them; see its header).
