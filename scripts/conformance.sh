@@ -16,6 +16,8 @@
 #           SPEC_REPO to another git directory to use that), checked out at
 #           the tag into a scratch directory; its dependencies come from the
 #           proxy. Without a clone that suite is reported as not run.
+# For an HTTPS registry with its own CA, set CONFORMANCE_CA to the CA's PEM
+# file: the suites verify certificates and trust it through SSL_CERT_FILE.
 # Binaries are cached under $CONFORMANCE_CACHE by version. Reports go to a
 # temporary directory, removed at the end, or to $CONFORMANCE_OUT if set.
 set -euo pipefail
@@ -32,7 +34,10 @@ fi
 mkdir -p "$cache" "$out"
 host=${url#*://}
 tls=disabled
-[[ $url == https://* ]] && tls=insecure
+[[ $url == https://* ]] && tls=enabled
+if [[ -n ${CONFORMANCE_CA:-} ]]; then
+	export SSL_CERT_FILE=$CONFORMANCE_CA
+fi
 status=0
 
 build_main() {
