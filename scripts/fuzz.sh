@@ -25,6 +25,7 @@ targets=(
 	"./internal/build FuzzDockerignore 5000"
 	"./internal/registry FuzzParseRoute 100000"
 	"./internal/registry/storage FuzzParseManifest 40000"
+	"./internal/registry/auth FuzzParseScope 50000"
 )
 
 for t in "${targets[@]}"; do

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/berth-dev/berth/internal/registry/auth"
 )
 
 // Config is `berth registry serve`'s configuration: the YAML file, with
@@ -35,6 +37,10 @@ type Config struct {
 	GC    GCConfig      `yaml:"gc"`
 	// AccessLog logs one line per request (default true).
 	AccessLog *bool `yaml:"access_log"`
+	// Auth is who may do what; none by default, which is allowed on a
+	// loopback address only, unless AllowUnauthenticated.
+	Auth                 *auth.Config `yaml:"auth"`
+	AllowUnauthenticated bool         `yaml:"allow_unauthenticated"`
 }
 
 // Limits bound what clients may send and how slowly.
@@ -181,6 +187,9 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("registry config: addr %q: %v", c.Addr, err)
 	}
+	if host, _, _ := net.SplitHostPort(c.Addr); (c.Auth == nil || (c.Auth.Htpasswd == nil && c.Auth.Token == nil)) && !c.AllowUnauthenticated && !loopback(host) {
+		return fmt.Errorf("registry config: addr %s is not a loopback address and there is no auth: configure auth (htpasswd or token), or set allow_unauthenticated: true", c.Addr)
+	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return fmt.Errorf("registry config: tls needs both cert and key")
 	}
@@ -207,6 +216,15 @@ func (c *Config) Validate() error {
 		seen[p.Prefix] = true
 	}
 	return nil
+}
+
+// loopback reports a host only this machine reaches.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func quotaPatterns(qs []Quota) []string {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/registry/auth"
 	"github.com/berth-dev/berth/internal/registry/storage"
 )
 
@@ -62,6 +63,14 @@ func toError(err error, about subject) *Error {
 	var re *Error
 	if errors.As(err, &re) {
 		return re
+	}
+	var ch *auth.Challenge
+	if errors.As(err, &ch) {
+		e := &Error{Status: ch.Status, Code: ch.Code, Message: ch.Message}
+		if ch.Header != "" {
+			e.Header = http.Header{"Www-Authenticate": {ch.Header}}
+		}
+		return e
 	}
 	msg := err.Error()
 	switch {

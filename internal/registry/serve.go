@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/registry/auth"
 	"github.com/berth-dev/berth/internal/registry/storage"
 )
 
@@ -99,6 +100,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.Metrics = NewMetrics(st)
 	s.Extra = http.NewServeMux()
 	s.Extra.Handle("GET /metrics", s.Metrics.Handler())
+	az, tokens, tokenPath, err := auth.New(cfg.Auth, cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	if az != nil {
+		s.Authorize, s.Permits = az.Authorize, az.Permits
+	}
+	if tokens != nil {
+		s.Extra.Handle(tokenPath, tokens)
+	}
 	if *cfg.AccessLog {
 		s.Log = log
 	}

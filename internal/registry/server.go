@@ -24,6 +24,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/registry/auth"
 	"github.com/berth-dev/berth/internal/registry/storage"
 )
 
@@ -33,16 +34,15 @@ import (
 type AuthorizeFunc func(r *http.Request, need []Access) (string, error)
 
 // Access is one resource and the actions a request needs on it.
-type Access struct {
-	Type, Name string
-	Actions    []string
-}
+type Access = auth.Access
 
 // Server serves the registry API.
 type Server struct {
 	Store *storage.Store
-	// Authorize, if set, checks every request.
+	// Authorize, if set, checks every request; Permits then says what
+	// the rules allow an account beyond its request's token.
 	Authorize AuthorizeFunc
+	Permits   func(account string, need []Access) bool
 	// ReadOnly refuses pushes and deletes.
 	ReadOnly bool
 	// MaxManifest bounds a manifest's size (default 4 MiB).
@@ -472,7 +472,7 @@ func blobCreated(w http.ResponseWriter, repo string, d digest.Digest) {
 	w.WriteHeader(http.StatusCreated)
 }
 
-func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, rt route) error {
+func (s *Server) startUpload(w *recorder, r *http.Request, rt route) error {
 	ctx := r.Context()
 	q := r.URL.Query()
 	if m := q.Get("mount"); m != "" {
@@ -492,17 +492,22 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, rt route) e
 				blobCreated(w, rt.name, d)
 				return nil
 			}
-		} else if s.Authorize == nil {
+		} else {
 			// Without "from", the spec lets a registry mount the blob
-			// from wherever it has it. Only an open registry does: with
-			// auth, the client's right to read that content is unknown.
-			ok, err := s.Store.MountAny(ctx, rt.name, d)
-			if err != nil {
-				return err
-			}
-			if ok {
-				blobCreated(w, rt.name, d)
-				return nil
+			// from wherever it has it: from a repository holding it that
+			// the account may read.
+			for _, from := range s.Store.Holders(ctx, d) {
+				if s.Permits != nil && !s.Permits(w.user, []Access{{Type: "repository", Name: from, Actions: []string{"pull"}}}) {
+					continue
+				}
+				ok, err := s.Store.Mount(ctx, rt.name, from, d)
+				if err != nil {
+					return err
+				}
+				if ok {
+					blobCreated(w, rt.name, d)
+					return nil
+				}
 			}
 		}
 		// Not mountable: an upload session, as the spec says.

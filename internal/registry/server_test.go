@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -376,5 +377,36 @@ func TestPullThroughCache(t *testing.T) {
 	}
 	if r := do(t, "GET", cache+"/v2/one.example/lib/other/manifests/v1", nil); r.status != 502 {
 		t.Errorf("uncached manifest with the upstream down: %d %s, want 502", r.status, r.body)
+	}
+}
+
+// Without auth the registry listens on loopback only, unless told.
+func TestConfigRefusesOpenNonLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Root: "/r", Addr: "0.0.0.0:5000"}, "not a loopback address"},
+		{Config{Root: "/r", Addr: "[::1]:5000"}, ""},
+		{Config{Root: "/r", Addr: "localhost:5000"}, ""},
+		{Config{Root: "/r", Addr: "0.0.0.0:5000", AllowUnauthenticated: true}, ""},
+		{Config{Root: "/r", Addr: "127.0.0.1:5000", Policies: Policies{Quotas: []Quota{{Repository: "x", Bytes: 0}}}}, "bytes must be positive"},
+		{Config{Addr: "127.0.0.1:5000"}, "root"},
+	} {
+		tc.cfg.Defaults()
+		err := tc.cfg.Validate()
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.cfg.Addr, err, tc.want)
+		}
+	}
+	dir := t.TempDir()
+	bad := dir + "/r.yaml"
+	os.WriteFile(bad, []byte("version: 1\nunknown_field: 1\n"), 0o600)
+	if _, err := LoadConfig(bad); err == nil || !strings.Contains(err.Error(), "unknown_field") {
+		t.Errorf("an unknown config field: %v", err)
+	}
+	os.WriteFile(bad, []byte("gc:\n  interval: soon\n"), 0o600)
+	if _, err := LoadConfig(bad); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("a bad duration: %v", err)
 	}
 }

@@ -30,7 +30,8 @@ type BerthRegistry struct {
 }
 
 // StartBerthRegistry starts bin's registry with the YAML config (may be
-// empty) and extra flags, on a port the kernel picks.
+// empty) and extra flags, on a port the kernel picks unless extra has
+// --addr.
 func StartBerthRegistry(t testing.TB, bin, config string, extra ...string) *BerthRegistry {
 	t.Helper()
 	dir := t.TempDir()
@@ -39,6 +40,14 @@ func StartBerthRegistry(t testing.TB, bin, config string, extra ...string) *Bert
 		r.Config = filepath.Join(dir, "registry.yaml")
 		if err := os.WriteFile(r.Config, []byte(config), 0o600); err != nil {
 			t.Fatal(err)
+		}
+	}
+	addr := "127.0.0.1:0"
+	for i := 0; i < len(extra); i++ {
+		if extra[i] == "--addr" && i+1 < len(extra) {
+			addr = extra[i+1]
+			extra = append(extra[:i:i], extra[i+2:]...)
+			break
 		}
 	}
 	r.args = append([]string{"registry", "serve", "--root", r.Root}, extra...)
@@ -50,7 +59,7 @@ func StartBerthRegistry(t testing.TB, bin, config string, extra ...string) *Bert
 			r.Scheme = "https"
 		}
 	}
-	r.start("127.0.0.1:0")
+	r.start(addr)
 	t.Cleanup(func() {
 		if r.p != nil {
 			r.p.stop()

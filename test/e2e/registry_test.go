@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/berth-dev/berth/internal/testutil"
 )
@@ -307,5 +308,119 @@ func TestRegistryTLS(t *testing.T) {
 	out, err := conf.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "conformance main: PASS") {
 		t.Errorf("conformance over TLS: %v\n%s", err, out)
+	}
+}
+
+// htpasswdFile writes a bcrypt htpasswd file.
+func htpasswdFile(t *testing.T, users ...string) string {
+	t.Helper()
+	var b strings.Builder
+	for i := 0; i+1 < len(users); i += 2 {
+		h, err := bcrypt.GenerateFromPassword([]byte(users[i+1]), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s:%s\n", users[i], h)
+	}
+	p := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Basic auth: the docker CLI logs in (and is refused with a wrong
+// password), pushes and pulls; an anonymous pull works where allowed and
+// an anonymous push does not; rules deny what they do not grant.
+func TestRegistryBasicAuth(t *testing.T) {
+	pw := htpasswdFile(t, "alice", "alice-pass", "bob", "bob-pass")
+	reg := testutil.StartBerthRegistry(t, berthBin, fmt.Sprintf(`auth:
+  htpasswd: {path: %s, realm: berth-test}
+  anonymous_pull: true
+  rules:
+    - {account: alice, repository: "**", actions: ["*"]}
+    - {account: bob, repository: "bob/**", actions: [pull, push]}
+`, pw))
+	host := dockerd(t)
+	cfgDir := t.TempDir()
+	dockerc := func(args ...string) (string, error) {
+		out, err := exec.Command("docker", append([]string{"--config", cfgDir, "-H", host}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := dockerc("login", "-u", "alice", "-p", "wrong", reg.Addr); err == nil {
+		t.Fatalf("docker login with a wrong password succeeded:\n%s", out)
+	}
+	if out, err := dockerc("login", "-u", "alice", "-p", "alice-pass", reg.Addr); err != nil {
+		t.Fatalf("docker login: %v\n%s", err, out)
+	}
+	l := testutil.WriteOCILayout(t, filepath.Join(t.TempDir(), "img"), "v1", []testutil.Layer{{Files: map[string]string{"f": "auth"}, Compression: "gzip"}})
+	testutil.Skopeo(t, "copy", "--dest-tls-verify=false", "--dest-creds", "alice:alice-pass", "oci:"+l.Dir+":v1", "docker://"+reg.Addr+"/team/app:v1")
+	if out, err := dockerc("pull", reg.Addr+"/team/app:v1"); err != nil {
+		t.Fatalf("docker pull as alice: %v\n%s", err, out)
+	}
+	if out, err := dockerc("tag", reg.Addr+"/team/app:v1", reg.Addr+"/team/app:v2"); err != nil {
+		t.Fatal(out)
+	}
+	if out, err := dockerc("push", reg.Addr+"/team/app:v2"); err != nil {
+		t.Fatalf("docker push as alice: %v\n%s", err, out)
+	}
+	// Anonymous: pull yes, push no.
+	testutil.Skopeo(t, "inspect", "--tls-verify=false", "--no-creds", "docker://"+reg.Addr+"/team/app:v2")
+	if out, err := exec.Command("skopeo", "copy", "--dest-tls-verify=false", "--dest-no-creds", "oci:"+l.Dir+":v1", "docker://"+reg.Addr+"/team/anon:v1").CombinedOutput(); err == nil {
+		t.Errorf("an anonymous push succeeded:\n%s", out)
+	}
+	// bob: his namespace only.
+	testutil.Skopeo(t, "copy", "--dest-tls-verify=false", "--dest-creds", "bob:bob-pass", "oci:"+l.Dir+":v1", "docker://"+reg.Addr+"/bob/app:v1")
+	if out, err := exec.Command("skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", "bob:bob-pass", "oci:"+l.Dir+":v1", "docker://"+reg.Addr+"/team/bob:v1").CombinedOutput(); err == nil || !strings.Contains(string(out), "403") {
+		t.Errorf("bob pushed outside his namespace: %v\n%s", err, out)
+	}
+	// The conformance suites, authenticated.
+	conf := exec.Command("bash", "../../scripts/conformance.sh", reg.URL(), "all")
+	conf.Env = append(os.Environ(), "OCI_USERNAME=alice", "OCI_PASSWORD=alice-pass")
+	if out, err := conf.CombinedOutput(); err != nil {
+		t.Errorf("conformance with basic auth: %v\n%s", err, out)
+	}
+}
+
+// Token auth: skopeo and the docker CLI go through the challenge, fetch
+// tokens from the registry's own endpoint and push and pull; the
+// conformance suites pass through it.
+func TestRegistryTokenAuth(t *testing.T) {
+	pw := htpasswdFile(t, "alice", "alice-pass", "reader", "reader-pass")
+	port := testutil.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	reg := testutil.StartBerthRegistry(t, berthBin, fmt.Sprintf(`auth:
+  htpasswd: {path: %s}
+  token: {realm: "http://%s/token", service: berth-test, expiry: 2m}
+  rules:
+    - {account: alice, repository: "**", actions: ["*"]}
+    - {account: reader, repository: "**", actions: [pull]}
+`, pw, addr), "--addr", addr)
+	if reg.Addr != addr {
+		t.Fatalf("registry on %s, want %s", reg.Addr, addr)
+	}
+	l := testutil.WriteOCILayout(t, filepath.Join(t.TempDir(), "img"), "v1", []testutil.Layer{{Files: map[string]string{"f": "token"}, Compression: "gzip"}})
+	testutil.Skopeo(t, "copy", "--dest-tls-verify=false", "--dest-creds", "alice:alice-pass", "--preserve-digests", "oci:"+l.Dir+":v1", "docker://"+reg.Addr+"/tok/app:v1")
+	if got := skopeoInspectDigest(t, reg.Addr+"/tok/app:v1", "--creds", "reader:reader-pass"); got != l.ManifestDigest.String() {
+		t.Errorf("reader sees %s, want %s", got, l.ManifestDigest)
+	}
+	if out, err := exec.Command("skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", "reader:reader-pass", "oci:"+l.Dir+":v1", "docker://"+reg.Addr+"/tok/other:v1").CombinedOutput(); err == nil {
+		t.Errorf("a pull-only account pushed:\n%s", out)
+	}
+	if out, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "--no-creds", "docker://"+reg.Addr+"/tok/app:v1").CombinedOutput(); err == nil {
+		t.Errorf("an anonymous pull succeeded without anonymous_pull:\n%s", out)
+	}
+	host := dockerd(t)
+	cfgDir := t.TempDir()
+	if out, err := exec.Command("docker", "--config", cfgDir, "-H", host, "login", "-u", "alice", "-p", "alice-pass", reg.Addr).CombinedOutput(); err != nil {
+		t.Fatalf("docker login (token): %v\n%s", err, out)
+	}
+	if out, err := exec.Command("docker", "--config", cfgDir, "-H", host, "pull", reg.Addr+"/tok/app:v1").CombinedOutput(); err != nil {
+		t.Fatalf("docker pull (token): %v\n%s", err, out)
+	}
+	conf := exec.Command("bash", "../../scripts/conformance.sh", reg.URL(), "all")
+	conf.Env = append(os.Environ(), "OCI_USERNAME=alice", "OCI_PASSWORD=alice-pass")
+	if out, err := conf.CombinedOutput(); err != nil {
+		t.Errorf("conformance with token auth: %v\n%s", err, out)
 	}
 }

@@ -525,20 +525,23 @@ func (s *Store) Tag(ctx context.Context, repo, tag string, d digest.Digest) erro
 	return s.d.PutContent(ctx, tagKey(repo, tag), []byte(d.String()))
 }
 
-// MountAny links into repo a blob the registry holds in any repository
-// (a mount request without "from"). ok is false when there is none.
-func (s *Store) MountAny(ctx context.Context, repo string, d digest.Digest) (bool, error) {
-	info, err := s.d.Stat(ctx, blobKey(d))
-	if errdefs.IsNotFound(err) {
-		return false, nil
+// Holders lists the repositories that hold blob d (a mount without
+// "from" looks for one). It walks every repository: such mounts are rare.
+func (s *Store) Holders(ctx context.Context, d digest.Digest) []string {
+	if _, err := s.d.Stat(ctx, blobKey(d)); err != nil {
+		return nil
 	}
+	repos, err := s.Repositories(ctx)
 	if err != nil {
-		return false, err
+		return nil
 	}
-	if err := s.checkQuota(ctx, repo, info.Size); err != nil {
-		return false, err
+	var out []string
+	for _, r := range repos {
+		if _, err := s.d.Stat(ctx, layerLinkKey(r, d)); err == nil {
+			out = append(out, r)
+		}
 	}
-	return true, s.link(ctx, repo, d)
+	return out
 }
 
 // PutCached stores a manifest a pull-through cache fetched: its blobs are
