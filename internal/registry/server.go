@@ -545,6 +545,9 @@ func uploadErr(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.Canceled) {
 		return newError(http.StatusBadRequest, codeBlobUploadInvalid, "the upload's body ended early: %v", err)
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return newError(http.StatusBadRequest, codeBlobUploadInvalid, "the client stopped sending (read timeout): the chunk is discarded")
+	}
 	return err
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -408,5 +409,33 @@ func TestConfigRefusesOpenNonLoopback(t *testing.T) {
 	os.WriteFile(bad, []byte("gc:\n  interval: soon\n"), 0o600)
 	if _, err := LoadConfig(bad); err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Errorf("a bad duration: %v", err)
+	}
+}
+
+// A client that stops sending mid-body is cut off after the read timeout,
+// and its half chunk is discarded: the upload stays where it was.
+func TestSlowClientCutOff(t *testing.T) {
+	s, base := newServer(t, Config{})
+	s.BodyTimeout = 300 * time.Millisecond
+	r := do(t, "POST", base+"/v2/slow/blobs/uploads/", nil)
+	loc := r.header.Get("Location")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n0123456789", loc)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	reply, _ := io.ReadAll(conn) // the server answers and closes, or just closes
+	if took := time.Since(start); took > 4*time.Second {
+		t.Fatalf("a stalled client was not cut off (%v)", took)
+	}
+	if len(reply) > 0 && !strings.Contains(string(reply), "400") {
+		t.Errorf("reply to a stalled body: %q", reply)
+	}
+	st := do(t, "GET", base+loc, nil)
+	if st.status != 204 || st.header.Get("Range") != "0-0" {
+		t.Errorf("upload after the cut: %d Range %q, want nothing kept", st.status, st.header.Get("Range"))
 	}
 }

@@ -403,3 +403,56 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+// Retention: the newest N tags stay; untagged manifests go once older than
+// the policy's age, unless a tag keeps them through an index.
+func TestRetention(t *testing.T) {
+	ctx := context.Background()
+	s, root := newStore(t)
+	for i := range 4 {
+		image(t, s, "keep", fmt.Sprintf("v%d", i), fmt.Sprintf("layer-%d", i))
+		// Tag times order the tags: make them distinct and old enough.
+		p := filepath.Join(root, tagKey("keep", fmt.Sprintf("v%d", i)))
+		at := time.Now().Add(-time.Duration(10-i) * time.Hour)
+		os.Chtimes(p, at, at)
+	}
+	old, _ := image(t, s, "keep", "", "untagged-old")
+	at := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(filepath.Join(root, revisionKey("keep", old)), at, at)
+	young, _ := image(t, s, "keep", "", "untagged-young")
+	res, err := s.Collect(ctx, GCOptions{Grace: time.Minute, Retention: func(repo string) (int, time.Duration) { return 2, 24 * time.Hour }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(res.Tags) != "[keep:v1 keep:v0]" {
+		t.Errorf("tags removed %v, want the two oldest", res.Tags)
+	}
+	tags, _ := s.Tags(ctx, "keep")
+	if fmt.Sprint(tags) != "[v2 v3]" {
+		t.Errorf("tags left %v", tags)
+	}
+	if _, err := s.GetManifest(ctx, "keep", old.String()); !errdefs.IsNotFound(err) {
+		t.Errorf("an old untagged manifest survived: %v", err)
+	}
+	if _, err := s.GetManifest(ctx, "keep", young.String()); err != nil {
+		t.Errorf("a young untagged manifest was removed: %v", err)
+	}
+}
+
+// A blob over the size limit is refused and nothing of it stays visible.
+func TestMaxUpload(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	s.MaxUpload = 1000
+	big := bytes.Repeat([]byte("x"), 1001)
+	if err := s.PutBlob(ctx, "r", digest.FromBytes(big), bytes.NewReader(big)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a blob over the limit: %v", err)
+	}
+	if _, err := s.BlobInfo(ctx, "r", digest.FromBytes(big)); !errdefs.IsNotFound(err) {
+		t.Fatalf("the refused blob is visible: %v", err)
+	}
+	ok := bytes.Repeat([]byte("x"), 1000)
+	if err := s.PutBlob(ctx, "r", digest.FromBytes(ok), bytes.NewReader(ok)); err != nil {
+		t.Fatalf("a blob at the limit: %v", err)
+	}
+}
