@@ -39,8 +39,11 @@ for p in $bport $dport; do
 	for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$p/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
-# run URL ARGS...: one regload run, printing its JSON.
-run() { local url=$1; shift; "$work/regload" -url "$url" "$@"; }
+# run URL ARGS...: one regload run, printing its JSON. Each starts with no
+# dirty pages: berth fsyncs every blob before it is visible and
+# Distribution never does, so without the sync one tool's fsync would pay
+# for the other's writeback.
+run() { local url=$1; shift; sync; "$work/regload" -url "$url" "$@"; }
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
 median() { sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # demo.sh runs berth's main job end to end with no internet: it makes a
-# busybox image from Debian's busybox-static, imports it, pushes it to a
-# CNCF Distribution registry on 127.0.0.1, removes it, pulls it back into an
-# empty store, saves and loads it, and verifies the stores.
+# busybox image from Debian's busybox-static, imports it, pushes it to
+# berth's own registry (`berth registry serve`) on 127.0.0.1, removes it,
+# pulls it back into an empty store, saves and loads it, and verifies the
+# stores.
 #
 # The berth CLI is a client of the berth daemon. The demo starts its own
 # daemons, each with a private root, exec root and socket under a temporary
@@ -85,13 +86,8 @@ for _ in $(seq 50); do
 	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
 done
 [[ -n $port ]] || { echo "demo: no free port" >&2; exit 1; }
-cat >"$work/registry.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $work/registry}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$port}
-YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+# berth's own registry: the same binary, no daemon needed.
+"$berth" registry serve --root "$work/registry" --addr "127.0.0.1:$port" >"$work/registry.log" 2>&1 &
 regpid=$!
 for _ in $(seq 100); do
 	curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
