@@ -57,8 +57,8 @@ bench() { # name field better(higher|lower) regload-args...
 		d+=("$(run "http://127.0.0.1:$dport" "$@" | field "$f")")
 	done
 	local bm dm
-	bm=$(printf '%s\n' "${b[@]}" | median)
-	dm=$(printf '%s\n' "${d[@]}" | median)
+	bm=$(printf '%s\n' "${b[@]}" | median | xargs printf '%.1f')
+	dm=$(printf '%s\n' "${d[@]}" | median | xargs printf '%.1f')
 	local ratio
 	if [[ $better == higher ]]; then ratio=$(python3 -c "print(f'{$bm/$dm:.2f}x')"); else ratio=$(python3 -c "print(f'{$dm/$bm:.2f}x' if $bm else 'n/a')"); fi
 	printf '| %s | %s | %s | %s |\n' "$name" "$bm" "$dm" "$ratio"

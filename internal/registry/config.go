@@ -57,6 +57,9 @@ type Limits struct {
 	// UploadTTL is how long an abandoned upload session is kept
 	// (default 24h).
 	UploadTTL Duration `yaml:"upload_ttl"`
+	// MaxInflight bounds the requests served at once (0: no bound); more
+	// get 429 TOOMANYREQUESTS with a Retry-After.
+	MaxInflight int `yaml:"max_inflight"`
 }
 
 // Policies are per-repository rules; repositories are matched with

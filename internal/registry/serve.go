@@ -90,6 +90,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Quota = func(repo string) (int64, string) { return quotaFor(pol.Quotas, repo) }
 	}
 	s := &Server{Store: st, ReadOnly: cfg.ReadOnly, MaxManifest: cfg.Limits.MaxManifestBytes, BodyTimeout: time.Duration(cfg.Limits.ReadTimeout)}
+	s.LimitInflight(cfg.Limits.MaxInflight)
 	if len(cfg.Proxy) > 0 {
 		p, err := NewProxy(st, cfg.Proxy)
 		if err != nil {

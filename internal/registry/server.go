@@ -59,6 +59,15 @@ type Server struct {
 	// BodyTimeout cuts off a request body that stalls this long (0: no
 	// limit).
 	BodyTimeout time.Duration
+	// inflight, if not nil, holds a slot per request being served.
+	inflight chan struct{}
+}
+
+// LimitInflight bounds the requests served at once; the rest get 429.
+func (s *Server) LimitInflight(n int) {
+	if n > 0 {
+		s.inflight = make(chan struct{}, n)
+	}
 }
 
 // Upstream is a pull-through cache's source: it fetches into the store
@@ -90,6 +99,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				"took", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr, "user", rw.user)
 		}
 	}()
+	if s.inflight != nil {
+		select {
+		case s.inflight <- struct{}{}:
+			defer func() { <-s.inflight }()
+		default:
+			rw.Header().Set("Retry-After", "1")
+			writeError(rw, newError(http.StatusTooManyRequests, codeTooManyRequests, "the registry is serving %d requests: retry", cap(s.inflight)))
+			return
+		}
+	}
 	if s.BodyTimeout > 0 && r.Body != nil {
 		r.Body = timedBody{r.Body, http.NewResponseController(w), s.BodyTimeout}
 	}
@@ -243,11 +262,7 @@ func (s *Server) serve(w *recorder, r *http.Request, rt route) error {
 		case http.MethodPut:
 			return s.putManifest(w, r, rt)
 		case http.MethodDelete:
-			if err := s.Store.DeleteManifest(ctx, rt.name, rt.ref); err != nil {
-				return err
-			}
-			w.WriteHeader(http.StatusAccepted)
-			return nil
+			return reply(w, http.StatusAccepted, s.Store.DeleteManifest(ctx, rt.name, rt.ref))
 		}
 		return notAllowed(w, "GET, HEAD, PUT, DELETE")
 	case routeBlob:
@@ -259,11 +274,7 @@ func (s *Server) serve(w *recorder, r *http.Request, rt route) error {
 		case http.MethodGet, http.MethodHead:
 			return s.getBlob(w, r, rt.name, d)
 		case http.MethodDelete:
-			if err := s.Store.DeleteBlob(ctx, rt.name, d); err != nil {
-				return err
-			}
-			w.WriteHeader(http.StatusAccepted)
-			return nil
+			return reply(w, http.StatusAccepted, s.Store.DeleteBlob(ctx, rt.name, d))
 		}
 		return notAllowed(w, "GET, HEAD, DELETE")
 	case routeUploadStart:
@@ -286,11 +297,7 @@ func (s *Server) serve(w *recorder, r *http.Request, rt route) error {
 		case http.MethodPut:
 			return s.finishUpload(w, r, rt)
 		case http.MethodDelete:
-			if err := s.Store.CancelUpload(ctx, rt.name, rt.ref); err != nil {
-				return err
-			}
-			w.WriteHeader(http.StatusNoContent)
-			return nil
+			return reply(w, http.StatusNoContent, s.Store.CancelUpload(ctx, rt.name, rt.ref))
 		}
 		return notAllowed(w, "GET, PATCH, PUT, DELETE")
 	case routeReferrers:
@@ -300,6 +307,15 @@ func (s *Server) serve(w *recorder, r *http.Request, rt route) error {
 		return s.referrers(w, r, rt)
 	}
 	return newError(http.StatusNotFound, codeNameUnknown, "no such route")
+}
+
+// reply answers an operation with no body: its error, or status.
+func reply(w http.ResponseWriter, status int, err error) error {
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(status)
+	return nil
 }
 
 func methodIs(r *http.Request, ms ...string) bool { return slices.Contains(ms, r.Method) }

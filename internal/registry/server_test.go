@@ -439,3 +439,28 @@ func TestSlowClientCutOff(t *testing.T) {
 		t.Errorf("upload after the cut: %d Range %q, want nothing kept", st.status, st.header.Get("Range"))
 	}
 }
+
+// Past max_inflight, requests get 429 TOOMANYREQUESTS and a Retry-After.
+func TestTooManyRequests(t *testing.T) {
+	s, base := newServer(t, Config{})
+	s.LimitInflight(1)
+	// One upload holds the only slot: its body never ends.
+	r := do(t, "POST", base+"/v2/busy/blobs/uploads/", nil)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest("PATCH", base+r.header.Get("Location"), pr)
+	go http.DefaultClient.Do(req)
+	pw.Write([]byte("x"))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r = do(t, "GET", base+"/v2/", nil)
+		if r.status == 429 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r.status != 429 || r.code() != "TOOMANYREQUESTS" || r.header.Get("Retry-After") == "" {
+		t.Errorf("a request past the limit: %d %s %v", r.status, r.body, r.header)
+	}
+	pw.Close()
+}
