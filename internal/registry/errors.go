@@ -115,6 +115,9 @@ func writeError(w http.ResponseWriter, e *Error) {
 			w.Header().Add(k, v)
 		}
 	}
+	// A handler may have set headers for a success (an upload's
+	// "Content-Length: 0"); the error body must not break them.
+	w.Header().Del("Content-Length")
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.Status)
 	type item struct {

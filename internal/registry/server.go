@@ -109,9 +109,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if s.BodyTimeout > 0 && r.Body != nil {
-		r.Body = timedBody{r.Body, http.NewResponseController(w), s.BodyTimeout}
-	}
 	if !strings.HasPrefix(r.URL.Path, "/v2") && s.Extra != nil {
 		s.Extra.ServeHTTP(rw, r)
 		return
@@ -309,6 +306,17 @@ func (s *Server) serve(w *recorder, r *http.Request, rt route) error {
 	return newError(http.StatusNotFound, codeNameUnknown, "no such route")
 }
 
+// body is the request's body as handlers read it: with the read timeout
+// renewed on every read. r.Body itself stays the server's own, which it
+// drains after a reply that did not read it (an out-of-order chunk's 416),
+// so the kept-alive connection stays usable.
+func (s *Server) body(w http.ResponseWriter, r *http.Request) io.Reader {
+	if s.BodyTimeout <= 0 {
+		return r.Body
+	}
+	return timedBody{r.Body, http.NewResponseController(w), s.BodyTimeout}
+}
+
 // reply answers an operation with no body: its error, or status.
 func reply(w http.ResponseWriter, status int, err error) error {
 	if err != nil {
@@ -392,7 +400,7 @@ func (s *Server) putManifest(w http.ResponseWriter, r *http.Request, rt route) e
 	if r.ContentLength > limit {
 		return newError(http.StatusRequestEntityTooLarge, codeSizeInvalid, "manifest of %d bytes is over the %d-byte limit", r.ContentLength, limit)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	body, err := io.ReadAll(io.LimitReader(s.body(w, r), limit+1))
 	if err != nil {
 		return newError(http.StatusBadRequest, codeManifestInvalid, "reading the manifest: %v", err)
 	}
@@ -536,7 +544,7 @@ func (s *Server) startUpload(w *recorder, r *http.Request, rt route) error {
 		if err := s.checkLength(r); err != nil {
 			return err
 		}
-		if err := s.Store.PutBlob(ctx, rt.name, d, r.Body); err != nil {
+		if err := s.Store.PutBlob(ctx, rt.name, d, s.body(w, r)); err != nil {
 			return uploadErr(err)
 		}
 		blobCreated(w, rt.name, d)
@@ -606,7 +614,7 @@ func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request, rt route) e
 	if err := s.checkLength(r); err != nil {
 		return err
 	}
-	size, err := s.Store.AppendUpload(r.Context(), rt.name, rt.ref, start, r.Body)
+	size, err := s.Store.AppendUpload(r.Context(), rt.name, rt.ref, start, s.body(w, r))
 	if err != nil {
 		if errors.Is(err, storage.ErrRangeInvalid) {
 			uploadHeaders(w, rt.name, rt.ref, size)
@@ -634,7 +642,7 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, rt route) 
 	if err := s.checkLength(r); err != nil {
 		return err
 	}
-	if err := s.Store.FinishUpload(r.Context(), rt.name, rt.ref, start, r.Body, d); err != nil {
+	if err := s.Store.FinishUpload(r.Context(), rt.name, rt.ref, start, s.body(w, r), d); err != nil {
 		return uploadErr(err)
 	}
 	blobCreated(w, rt.name, d)
