@@ -108,6 +108,11 @@ func (s *Store) Collect(ctx context.Context, o GCOptions) (GCResult, error) {
 func (s *Store) sweepBlob(ctx context.Context, d digest.Digest, cutoff time.Time) (bool, error) {
 	key := blobKey(d)
 	trash := strings.TrimSuffix(key, "/data") + "/gc-pending"
+	// A sweep a crash cut short may have left its copy: gone first, or
+	// the move below would keep that stale copy and drop the live blob.
+	if err := s.d.Delete(ctx, trash); err != nil {
+		return false, err
+	}
 	if err := s.d.Publish(ctx, key, trash); err != nil {
 		if errdefs.IsNotFound(err) {
 			return false, nil

@@ -456,3 +456,35 @@ func TestMaxUpload(t *testing.T) {
 		t.Fatalf("a blob at the limit: %v", err)
 	}
 }
+
+// A collection a crash cut short leaves a blob's gc-pending copy: the next
+// collection neither trusts it nor loses the live blob.
+func TestCollectAfterCrashedSweep(t *testing.T) {
+	ctx := context.Background()
+	s, root := newStore(t)
+	d, _ := image(t, s, "r", "v1", "kept layer")
+	layer := digest.FromBytes([]byte("kept layer"))
+	stale := filepath.Join(root, strings.TrimSuffix(blobKey(layer), "/data"), "gc-pending")
+	os.WriteFile(stale, []byte("kept layer"), 0o644)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(stale, old, old)
+	if _, err := s.Collect(ctx, GCOptions{Grace: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OpenBlob(ctx, "r", layer); err != nil {
+		t.Fatalf("a referenced blob was lost after a crashed sweep: %v", err)
+	}
+	// Unreferenced now, and old: this time it goes, stale copy and all.
+	s.DeleteManifest(ctx, "r", d.String())
+	p := filepath.Join(root, blobKey(layer))
+	os.Chtimes(p, old, old)
+	os.Chtimes(filepath.Join(root, layerLinkKey("r", layer)), old, old)
+	os.WriteFile(stale, []byte("kept layer"), 0o644)
+	res, err := s.Collect(ctx, GCOptions{Grace: time.Minute, DeleteUntagged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(p)); !os.IsNotExist(err) || len(res.Blobs) == 0 {
+		t.Errorf("an unreferenced old blob stayed: %v %+v", err, res)
+	}
+}
