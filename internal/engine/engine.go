@@ -71,6 +71,10 @@ type Engine struct {
 
 	dnsMu sync.Mutex
 	dns   map[string]*dns.Server // by network ID: DNS by container name
+
+	// overlayOpts are the overlay mount options every container root
+	// gets beyond its directories, read from the kernel once.
+	overlayOpts string
 }
 
 // New opens the engine's state under o.Root and o.ExecRoot. Call Load to
@@ -99,7 +103,8 @@ func New(o Options) (*Engine, error) {
 			return nil, err
 		}
 	}
-	return &Engine{o: o, containers: map[string]*Container{}, names: map[string]string{}, execs: map[string]*Exec{}, dns: map[string]*dns.Server{}}, nil
+	return &Engine{o: o, containers: map[string]*Container{}, names: map[string]string{}, execs: map[string]*Exec{}, dns: map[string]*dns.Server{},
+		overlayOpts: overlayDiffOptions()}, nil
 }
 
 func (e *Engine) containerDir(id string) string { return filepath.Join(e.o.Root, "containers", id) }

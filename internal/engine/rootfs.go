@@ -37,7 +37,7 @@ func (e *Engine) mountRootfsLocked(c *Container) error {
 		return err
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"),
-		filepath.Join(c.dir, "rw", "upper"), filepath.Join(c.dir, "rw", "work")) + overlayDiffOptions()
+		filepath.Join(c.dir, "rw", "upper"), filepath.Join(c.dir, "rw", "work")) + e.overlayOpts
 	if len(opts) >= unix.Getpagesize() {
 		return fmt.Errorf("container %s: %d layers make overlay options longer than a page; not supported yet", shortID(c.ID), len(c.Layers))
 	}
@@ -52,7 +52,7 @@ func (e *Engine) mountRootfsLocked(c *Container) error {
 // chmod as a metadata-only copy), where the kernel has them on: the upper
 // directory must hold every change for diff, commit and build layers.
 // Options the kernel does not know are never passed (a mount with one
-// fails).
+// fails). Read once, in New: berth run's start is a hot path.
 func overlayDiffOptions() string {
 	var opts string
 	for _, p := range []string{"redirect_dir", "metacopy"} {
