@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -104,10 +105,15 @@ func (s *Store) Collect(ctx context.Context, o GCOptions) (GCResult, error) {
 }
 
 // sweepBlob moves a blob out of sight, checks no push touched it since the
-// cutoff, and deletes it (or moves it back).
+// cutoff, and deletes it (or moves it back). The blob's lock keeps this
+// process's pushes out meanwhile; a push from elsewhere that finds the
+// blob moved aside moves it back itself (touchBlobLocked), which the
+// checks here see.
 func (s *Store) sweepBlob(ctx context.Context, d digest.Digest, cutoff time.Time) (bool, error) {
-	key := blobKey(d)
-	trash := strings.TrimSuffix(key, "/data") + "/gc-pending"
+	mu := s.blobLock(d)
+	mu.Lock()
+	defer mu.Unlock()
+	key, trash := blobKey(d), pendingKey(d)
 	// A sweep a crash cut short may have left its copy: gone first, or
 	// the move below would keep that stale copy and drop the live blob.
 	if err := s.d.Delete(ctx, trash); err != nil {
@@ -124,9 +130,20 @@ func (s *Store) sweepBlob(ctx context.Context, d digest.Digest, cutoff time.Time
 		// Touched by a push between the mark and now: it stays.
 		return false, s.d.Publish(ctx, trash, key)
 	}
+	return s.dropAside(ctx, d)
+}
+
+// dropAside deletes blob d's copy held aside. The copy goes first, alone:
+// if a push moved it back meanwhile, this removes nothing and the blob
+// stays (gone is false).
+func (s *Store) dropAside(ctx context.Context, d digest.Digest) (gone bool, err error) {
+	key := blobKey(d)
+	if err := s.d.Delete(ctx, pendingKey(d)); err != nil {
+		return false, err
+	}
 	if _, err := s.d.Stat(ctx, key); err == nil {
-		// Uploaded again meanwhile: the new copy stays.
-		return false, s.d.Delete(ctx, trash)
+		// Moved back, or uploaded again meanwhile: it stays.
+		return false, nil
 	}
 	return true, s.d.Delete(ctx, strings.TrimSuffix(key, "/data"))
 }
@@ -274,18 +291,12 @@ func (s *Store) collectRepo(ctx context.Context, repo string, o GCOptions, cutof
 			if d.Validate() != nil || repoMarked[d] {
 				continue
 			}
-			info, err := s.d.Stat(ctx, layerLinkKey(repo, d))
-			if err != nil {
-				continue
-			}
-			if !info.ModTime.Before(cutoff) {
-				repoMarked[d] = true
-				continue
-			}
-			if !o.DryRun {
-				if err := s.d.Delete(ctx, strings.TrimSuffix(layerLinkKey(repo, d), "/link")); err != nil {
-					return err
+			if err := s.dropLink(ctx, repo, d, cutoff, o.DryRun); err != nil {
+				if errors.Is(err, errYoung) {
+					repoMarked[d] = true
+					continue
 				}
+				return err
 			}
 		}
 	}
@@ -293,6 +304,29 @@ func (s *Store) collectRepo(ctx context.Context, repo string, o GCOptions, cutof
 		marked[d] = true
 	}
 	return nil
+}
+
+// errYoung is a link touched since the cutoff: it stays.
+var errYoung = errors.New("touched since the collection began")
+
+// dropLink removes repo's link to blob d unless it was touched since the
+// cutoff; under the blob's lock, so a push cannot renew the link between
+// the check and the removal.
+func (s *Store) dropLink(ctx context.Context, repo string, d digest.Digest, cutoff time.Time, dryRun bool) error {
+	mu := s.blobLock(d)
+	mu.Lock()
+	defer mu.Unlock()
+	info, err := s.d.Stat(ctx, layerLinkKey(repo, d))
+	if err != nil {
+		return nil
+	}
+	if !info.ModTime.Before(cutoff) {
+		return errYoung
+	}
+	if dryRun {
+		return nil
+	}
+	return s.d.Delete(ctx, strings.TrimSuffix(layerLinkKey(repo, d), "/link"))
 }
 
 // StoredBytes is the size of every blob, each counted once.

@@ -5,6 +5,7 @@ import (
 	_ "crypto/sha512"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 
@@ -55,6 +56,11 @@ func ParseDigest(s string) (digest.Digest, error) {
 func blobKey(d digest.Digest) string {
 	h := d.Encoded()
 	return fmt.Sprintf("blobs/%s/%s/%s/data", d.Algorithm(), h[:2], h)
+}
+
+// pendingKey is where a collection holds blob d while it decides.
+func pendingKey(d digest.Digest) string {
+	return strings.TrimSuffix(blobKey(d), "/data") + "/gc-pending"
 }
 
 func repoKey(name string) string { return "repositories/" + name }

@@ -62,6 +62,12 @@ type Store struct {
 	// tagMu serialises tag and manifest writes per repository, so an
 	// immutable tag cannot be set twice by racing pushes.
 	tagMu sync.Map // repo -> *sync.Mutex
+	// blobMu serialises, per blob (striped by digest), what a push does
+	// to a blob and its links with what a collection in this process
+	// does to them: a touch never lands while the sweep holds the blob
+	// moved aside, and a link is never rewritten between the collection
+	// judging it old and deleting it.
+	blobMu [64]sync.Mutex
 	// bufs are the buffers uploads are copied through: large (1 MiB), so
 	// a 100 MiB blob is a hundred writes and hash updates, not thousands
 	// (2.4x the throughput of io.Copy's 32 KiB here).
@@ -99,8 +105,11 @@ func (s *Store) BlobInfo(ctx context.Context, repo string, d digest.Digest) (Inf
 		return Info{}, err
 	}
 	if old := time.Now().Add(-touchAfter); link.ModTime.Before(old) || info.ModTime.Before(old) {
+		mu := s.blobLock(d)
+		mu.Lock()
 		_ = s.d.Touch(ctx, layerLinkKey(repo, d))
-		_ = s.d.Touch(ctx, blobKey(d))
+		_ = s.touchBlobLocked(ctx, d)
+		mu.Unlock()
 	}
 	return info, nil
 }
@@ -154,10 +163,48 @@ func (s *Store) Mount(ctx context.Context, repo, from string, d digest.Digest) (
 // link records that repo holds blob d, and touches the blob so a
 // collection already marking spares it.
 func (s *Store) link(ctx context.Context, repo string, d digest.Digest) error {
-	if err := s.d.Touch(ctx, blobKey(d)); err != nil {
+	mu := s.blobLock(d)
+	mu.Lock()
+	defer mu.Unlock()
+	return s.linkLocked(ctx, repo, d)
+}
+
+func (s *Store) linkLocked(ctx context.Context, repo string, d digest.Digest) error {
+	if err := s.touchBlobLocked(ctx, d); err != nil {
 		return err
 	}
 	return s.d.PutContent(ctx, layerLinkKey(repo, d), []byte(d.String()))
+}
+
+// blobLock is the lock of blob d's stripe.
+func (s *Store) blobLock(d digest.Digest) *sync.Mutex {
+	e := d.Encoded()
+	if len(e) < 2 {
+		return &s.blobMu[0]
+	}
+	return &s.blobMu[(int(e[0])<<8|int(e[1]))%len(s.blobMu)]
+}
+
+// touchBlob marks blob d as in use now, so a collection spares it.
+func (s *Store) touchBlob(ctx context.Context, d digest.Digest) error {
+	mu := s.blobLock(d)
+	mu.Lock()
+	defer mu.Unlock()
+	return s.touchBlobLocked(ctx, d)
+}
+
+// touchBlobLocked touches blob d. A collection in another process
+// (berth registry gc) may hold the blob moved aside at this moment: it is
+// moved back and touched, and that sweep, seeing it back, keeps it.
+func (s *Store) touchBlobLocked(ctx context.Context, d digest.Digest) error {
+	err := s.d.Touch(ctx, blobKey(d))
+	if !errdefs.IsNotFound(err) {
+		return err
+	}
+	if perr := s.d.Publish(ctx, pendingKey(d), blobKey(d)); perr != nil {
+		return err
+	}
+	return s.d.Touch(ctx, blobKey(d))
 }
 
 // --- uploads
@@ -322,10 +369,18 @@ func (s *Store) FinishUpload(ctx context.Context, repo, id string, start int64, 
 	if err != nil {
 		return err
 	}
-	if err := s.d.Publish(ctx, key, blobKey(d)); err != nil {
-		return fmt.Errorf("publishing %s: %w", d, err)
+	mu := s.blobLock(d)
+	mu.Lock()
+	err = s.d.Publish(ctx, key, blobKey(d))
+	if err != nil {
+		err = fmt.Errorf("publishing %s: %w", d, err)
+	} else {
+		// A copy already there was kept and is touched here, under the
+		// same lock, so a sweep cannot take it between the two.
+		err = s.linkLocked(ctx, repo, d)
 	}
-	if err := s.link(ctx, repo, d); err != nil {
+	mu.Unlock()
+	if err != nil {
 		return err
 	}
 	s.forget(repo, id)
@@ -456,7 +511,7 @@ func (s *Store) PutManifest(ctx context.Context, repo, ref, contentType string, 
 			return "", nil, err
 		}
 		// Referenced now: a collection marking right now spares it.
-		if err := s.d.Touch(ctx, blobKey(b)); err != nil {
+		if err := s.touchBlob(ctx, b); err != nil {
 			if errdefs.IsNotFound(err) {
 				return "", nil, fmt.Errorf("%s: %w", b, ErrBlobUnknown)
 			}
@@ -470,7 +525,7 @@ func (s *Store) PutManifest(ctx context.Context, repo, ref, contentType string, 
 			}
 			return "", nil, err
 		}
-		if err := s.d.Touch(ctx, blobKey(c)); err != nil {
+		if err := s.touchBlob(ctx, c); err != nil {
 			return "", nil, fmt.Errorf("manifest %s: %w", c, ErrBlobUnknown)
 		}
 	}
@@ -493,7 +548,7 @@ func (s *Store) PutManifest(ctx context.Context, repo, ref, contentType string, 
 		if err := s.d.PutContent(ctx, blobKey(d), body); err != nil {
 			return "", nil, err
 		}
-	} else if err := s.d.Touch(ctx, blobKey(d)); err != nil {
+	} else if err := s.touchBlob(ctx, d); err != nil {
 		return "", nil, err
 	}
 	if err := s.d.PutContent(ctx, revisionKey(repo, d), []byte(d.String()+"\n"+m.MediaType)); err != nil {

@@ -315,7 +315,10 @@ func TestCollect(t *testing.T) {
 }
 
 // A stream of pushes while collections run: every image still tagged at
-// the end is whole. The grace is short, and pushes reuse layers of images
+// the end is whole. The grace is short (but long against a stall of the
+// test between a push's blobs and its manifest, which the grace exists
+// to cover: a loaded CI machine stalls for tens of milliseconds), and
+// pushes reuse layers of images
 // deleted a moment before, so collections keep finding those layers
 // unreferenced and old just as a push references them again: only the
 // touch-and-move protocol keeps them.
@@ -334,7 +337,7 @@ func TestCollectDuringPushes(t *testing.T) {
 				return
 			default:
 			}
-			res, err := s.Collect(ctx, GCOptions{Grace: 50 * time.Millisecond, DeleteUntagged: true})
+			res, err := s.Collect(ctx, GCOptions{Grace: time.Second, DeleteUntagged: true})
 			if err != nil {
 				t.Error(err)
 				return
@@ -344,7 +347,7 @@ func TestCollectDuringPushes(t *testing.T) {
 		}
 	}()
 	kept := map[string]bool{}
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(4 * time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
 		tag := fmt.Sprintf("v%d", i)
 		image(t, s, "busy", tag, fmt.Sprintf("pool-%d", i%5), fmt.Sprintf("own-%d", i))
@@ -487,4 +490,51 @@ func TestCollectAfterCrashedSweep(t *testing.T) {
 	if _, err := os.Stat(filepath.Dir(p)); !os.IsNotExist(err) || len(res.Blobs) == 0 {
 		t.Errorf("an unreferenced old blob stayed: %v %+v", err, res)
 	}
+}
+
+// A collection in another process (berth registry gc) holds a blob moved
+// aside while it decides: a push that references the blob just then moves
+// it back instead of failing, and the sweep, finding it back, keeps it.
+func TestPushRestoresBlobMovedAside(t *testing.T) {
+	ctx := context.Background()
+	s, root := newStore(t)
+	layer := putBlob(t, s, "r", []byte("shared layer"))
+	p := filepath.Join(root, blobKey(layer.Digest))
+	aside := filepath.Join(root, pendingKey(layer.Digest))
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(p, old, old)
+	if err := os.Rename(p, aside); err != nil {
+		t.Fatal(err)
+	}
+	// The push: its config, then a manifest naming the layer held aside.
+	if _, _, err := s.PutManifest(ctx, "r", "v1", ocispec.MediaTypeImageManifest, manifestOf(t, s, "r", layer)); err != nil {
+		t.Fatalf("a push referencing a blob a collection held aside: %v", err)
+	}
+	info, err := os.Stat(p)
+	if err != nil {
+		t.Fatalf("the blob was not moved back: %v", err)
+	}
+	if !info.ModTime().After(old) {
+		t.Errorf("the blob moved back was not touched: %v", info.ModTime())
+	}
+	// The other process's sweep goes on: the copy aside is gone, so it
+	// deletes nothing and reports the blob kept.
+	gone, err := s.dropAside(ctx, layer.Digest)
+	if err != nil || gone {
+		t.Fatalf("the sweep after the push: gone=%v, %v", gone, err)
+	}
+	if _, err := s.OpenBlob(ctx, "r", layer.Digest); err != nil {
+		t.Fatalf("the blob a push restored was lost: %v", err)
+	}
+}
+
+// manifestOf writes a config blob and returns a manifest of it and layers.
+func manifestOf(t *testing.T, s *Store, repo string, layers ...ocispec.Descriptor) []byte {
+	t.Helper()
+	cfg := putBlob(t, s, repo, []byte(`{"architecture":"amd64","os":"linux"}`))
+	cfg.MediaType = ocispec.MediaTypeImageConfig
+	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: layers}
+	m.SchemaVersion = 2
+	body, _ := json.Marshal(m)
+	return body
 }
