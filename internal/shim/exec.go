@@ -52,20 +52,24 @@ func (s *shim) exec(conn *net.UnixConn, br *bufio.Reader, req Request) {
 	s.mu.Unlock()
 
 	procFile, pidFile := base+".json", base+".pid"
-	defer os.Remove(procFile)
-	defer os.Remove(pidFile)
+	// Both files are gone before the client hears anything, success or
+	// failure: a client that looks right after its reply finds no trace.
+	removeFiles := func() { os.Remove(procFile); os.Remove(pidFile) }
 	if err := os.WriteFile(procFile, req.Process, 0o600); err != nil {
+		removeFiles()
 		fail("writing exec process file: " + err.Error())
 		return
 	}
 	argv := s.runtimeArgv("exec", "--process", procFile, "--detach", "--pid-file", pidFile, s.cfg.id)
 	pio, err := s.runWithIO("exec", argv, proc.Terminal, req.Stdin, base+".sock")
 	if err != nil {
+		removeFiles()
 		fail(errText(err))
 		return
 	}
 	defer pio.close()
 	pid, err := readPid(pidFile)
+	removeFiles()
 	if err != nil {
 		fail(err.Error())
 		return
