@@ -3,6 +3,7 @@ package archive
 import (
 	"archive/tar"
 	"bytes"
+	stdgzip "compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -497,6 +498,15 @@ func compareGunzip(t *testing.T, in []byte) {
 	// accepts what Go refuses for any reason other than a corrupt body.
 	var corrupt flate.CorruptInputError
 	lenient := err == nil && werr != nil && errors.As(werr, &corrupt) && gzipDecoder() == "isa-l"
+	// klauspost in turn ignores a next member's header cut short after a
+	// complete member (the fuzzer found one); Go's compress/gzip and
+	// gunzip(1) call that an unexpected EOF, and so does ISA-L.
+	if err != nil && werr == nil && gzipDecoder() == "isa-l" {
+		if sr, serr := stdgzip.NewReader(bytes.NewReader(in)); serr == nil {
+			_, serr = io.ReadAll(io.LimitReader(sr, fuzzLimit))
+			lenient = errors.Is(serr, io.ErrUnexpectedEOF) && errors.Is(err, io.ErrUnexpectedEOF)
+		}
+	}
 	if (err == nil) != (werr == nil) && !lenient {
 		t.Fatalf("Decompress: %d bytes, %v; klauspost: %d bytes, %v", len(got), err, len(want), werr)
 	}
