@@ -13,12 +13,14 @@ all: build
 deps:
 	@bash scripts/deps.sh
 
-# build compiles the small per-container shim first (static, no cgo) and
-# embeds it in berth, which installs it under its exec root.
-SHIM := internal/shim/berth-shim
+# build compiles the small helpers first, the per-container shim (static,
+# no cgo) and the runtime (libcontainer, cgo for seccomp and nsenter), and
+# embeds them in berth, which installs them under its exec root.
+HELPERS := internal/embedbin
 build: deps
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(SHIM) ./cmd/berth-shim
-	$(GO) build -trimpath -tags seccomp,shimbin -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(HELPERS)/berth-shim ./cmd/berth-shim
+	$(GO) build -trimpath -tags seccomp -ldflags '-s -w' -o $(HELPERS)/berth-runtime ./cmd/berth-runtime
+	$(GO) build -trimpath -tags seccomp,embedbin -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
 
 # demo builds berth and runs its main job end to end, offline: make a
 # busybox image from Debian's busybox-static, push it to a local registry,

@@ -25,6 +25,7 @@ import (
 	"github.com/berth-dev/berth/internal/build"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/dockerapi"
+	"github.com/berth-dev/berth/internal/embedbin"
 	"github.com/berth-dev/berth/internal/engine"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/events"
@@ -33,7 +34,6 @@ import (
 	"github.com/berth-dev/berth/internal/remote"
 	"github.com/berth-dev/berth/internal/runtime"
 	"github.com/berth-dev/berth/internal/runtime/libct"
-	"github.com/berth-dev/berth/internal/shim"
 	"github.com/berth-dev/berth/internal/volumes"
 )
 
@@ -144,11 +144,15 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	if err != nil {
 		return fail(err)
 	}
-	runtimes, def, err := setupRuntimes(o, cfg)
+	shimExe, err := embedbin.Install(filepath.Join(o.ExecRoot, "bin"), "berth-shim", embedbin.Shim)
 	if err != nil {
 		return fail(err)
 	}
-	shimExe, err := shim.Install(filepath.Join(o.ExecRoot, "bin"))
+	runtimeExe, err := embedbin.Install(filepath.Join(o.ExecRoot, "bin"), "berth-runtime", embedbin.Runtime)
+	if err != nil {
+		return fail(err)
+	}
+	runtimes, def, err := setupRuntimes(o, cfg, runtimeExe)
 	if err != nil {
 		return fail(err)
 	}
@@ -183,14 +187,13 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	if _, err := svc.GC(ctx, images.GCOptions{IfIdle: true}); err != nil {
 		slog.Warn("cleaning the image store at start failed", "err", err)
 	}
-	names := make([]string, 0, len(runtimes))
-	for n := range runtimes {
-		names = append(names, n)
+	paths := make(map[string]string, len(runtimes))
+	for n, rt := range runtimes {
+		paths[n] = rt.Path
 	}
-	slices.Sort(names)
 	api := dockerapi.New(dockerapi.Options{
 		Images: svc, Volumes: vols, Containers: eng, Usage: eng,
-		Version: o.Version, Root: o.Root, DefaultRuntime: def, Runtimes: names,
+		Version: o.Version, Root: o.Root, DefaultRuntime: def, Runtimes: paths,
 		Events: evlog,
 		Builder: &build.Builder{Images: svc, Containers: eng, Tags: svc.Records,
 			CacheDir: filepath.Join(o.Root, "build", "cache"), TempDir: filepath.Join(o.Root, "build", "tmp")},
@@ -261,9 +264,9 @@ func TeardownNetworks(ctx context.Context, o Options) error {
 
 // setupRuntimes makes the runtime table: the embedded one, runc when
 // installed, and the config's; it returns the default's name.
-func setupRuntimes(o Options, cfg config.Config) (map[string]*runtime.Runtime, string, error) {
+func setupRuntimes(o Options, cfg config.Config, embeddedExe string) (map[string]*runtime.Runtime, string, error) {
 	state := func(name string) string { return filepath.Join(o.ExecRoot, "runtime", name) }
-	emb, err := runtime.Embedded(state("berth"))
+	emb, err := runtime.Embedded(state("berth"), embeddedExe)
 	if err != nil {
 		return nil, "", err
 	}

@@ -76,10 +76,10 @@ type Options struct {
 	// ID identifies this daemon in /info; default: derived from the host
 	// name and Root.
 	ID string
-	// DefaultRuntime and Runtimes are reported by /info; default "runc"
-	// alone.
+	// DefaultRuntime and Runtimes (name to executable) are reported by
+	// /info; default "runc" alone.
 	DefaultRuntime string
-	Runtimes       []string
+	Runtimes       map[string]string
 	// Builder runs POST /build; nil: no builds.
 	Builder *build.Builder
 }
@@ -96,7 +96,7 @@ func New(opts Options) *Server {
 		opts.DefaultRuntime = "runc"
 	}
 	if len(opts.Runtimes) == 0 {
-		opts.Runtimes = []string{opts.DefaultRuntime}
+		opts.Runtimes = map[string]string{opts.DefaultRuntime: opts.DefaultRuntime}
 	}
 	if opts.ID == "" {
 		host, _ := os.Hostname()

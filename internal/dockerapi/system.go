@@ -99,8 +99,8 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
 		CDISpecDirs:        []string{},
 		Warnings:           []string{},
 	}
-	for _, rt := range s.Runtimes {
-		info.Runtimes[rt] = system.RuntimeWithStatus{Runtime: system.Runtime{Path: rt}}
+	for name, path := range s.Runtimes {
+		info.Runtimes[name] = system.RuntimeWithStatus{Runtime: system.Runtime{Path: path}}
 	}
 	if s.Usage != nil {
 		info.Containers, info.ContainersRunning, info.ContainersPaused, info.ContainersStopped = s.Usage.ContainerCounts()

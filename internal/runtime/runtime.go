@@ -51,14 +51,19 @@ type Runtime struct {
 	StartFunc func(ctx context.Context, id string) error
 }
 
-// Embedded returns berth's own runtime: this executable, re-run as
-// `berth runtime --root stateRoot ...`.
-func Embedded(stateRoot string) (*Runtime, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("finding berth's executable for the embedded runtime: %w", err)
+// Embedded returns berth's own runtime: exe (the installed berth-runtime,
+// see embedbin), or when exe is "" this executable re-run as `berth
+// runtime`; either way `... --root stateRoot ...`.
+func Embedded(stateRoot, exe string) (*Runtime, error) {
+	args := []string{"--root", stateRoot, "--log-format", "json"}
+	if exe == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding berth's executable for the embedded runtime: %w", err)
+		}
+		exe, args = self, append([]string{"runtime"}, args...)
 	}
-	return &Runtime{Name: "berth", Path: exe, Args: []string{"runtime", "--root", stateRoot, "--log-format", "json"}}, nil
+	return &Runtime{Name: "berth", Path: exe, Args: args}, nil
 }
 
 // External returns a runtime with runc's command line at path, keeping

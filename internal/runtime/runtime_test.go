@@ -63,7 +63,7 @@ var runtimes = []struct {
 	make func(stateRoot string) *runtime.Runtime
 }{
 	{"berth", func(root string) *runtime.Runtime {
-		r, err := runtime.Embedded(root)
+		r, err := runtime.Embedded(root, "")
 		if err != nil {
 			panic(err)
 		}

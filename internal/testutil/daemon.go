@@ -24,25 +24,34 @@ import (
 // Makefile does) into dir and returns its path. Call it once from
 // TestMain: a build takes seconds.
 //
-// As `make build` does, it first builds the small shim (cmd/berth-shim)
-// and embeds it, so tests run the shim users run.
+// As `make build` does, it first builds the small helpers (cmd/berth-shim,
+// cmd/berth-runtime) and embeds them, so tests run the programs users run.
 func BuildBerth(dir string) (string, error) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
-	shimTmp := filepath.Join(root, "internal", "shim", fmt.Sprintf(".berth-shim.%d", os.Getpid()))
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", shimTmp, "./cmd/berth-shim")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building berth-shim: %v\n%s", err, out)
-	}
-	// Renamed into place so a concurrent build never embeds half a file.
-	if err := os.Rename(shimTmp, filepath.Join(root, "internal", "shim", "berth-shim")); err != nil {
-		os.Remove(shimTmp)
-		return "", err
+	for _, h := range []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"berth-shim", []string{"-trimpath", "-ldflags", "-s -w"}, []string{"CGO_ENABLED=0"}},
+		{"berth-runtime", []string{"-trimpath", "-tags", "seccomp", "-ldflags", "-s -w"}, nil},
+	} {
+		tmp := filepath.Join(root, "internal", "embedbin", fmt.Sprintf(".%s.%d", h.name, os.Getpid()))
+		cmd := exec.Command("go", append(append([]string{"build"}, h.args...), "-o", tmp, "./cmd/"+h.name)...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), h.env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("building %s: %v\n%s", h.name, err, out)
+		}
+		// Renamed into place so a concurrent build never embeds half a file.
+		if err := os.Rename(tmp, filepath.Join(root, "internal", "embedbin", h.name)); err != nil {
+			os.Remove(tmp)
+			return "", err
+		}
 	}
 	bin := filepath.Join(dir, "berth")
-	cmd = exec.Command("go", "build", "-tags", "seccomp,shimbin", "-o", bin, "./cmd/berth")
+	cmd := exec.Command("go", "build", "-tags", "seccomp,embedbin", "-o", bin, "./cmd/berth")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building berth: %v\n%s", err, out)

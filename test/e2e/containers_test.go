@@ -850,6 +850,22 @@ func TestShimBinary(t *testing.T) {
 	}
 	t.Logf("shim RSS: %d kB", rss)
 	mustB(t, d, "", "rm", "-f", id)
+
+	// The embedded runtime is the installed berth-runtime (the container
+	// above ran on it), and it answers as a runtime.
+	var rts map[string]struct {
+		Path string `json:"path"`
+	}
+	if err := json.Unmarshal([]byte(mustB(t, d, "", "info", "--format", "{{json .Runtimes}}")), &rts); err != nil {
+		t.Fatal(err)
+	}
+	rt := rts["berth"].Path
+	if !strings.HasPrefix(rt, filepath.Join(d.ExecRoot, "bin", "berth-runtime-")) {
+		t.Errorf("the embedded runtime is %q, want the installed berth-runtime", rt)
+	}
+	if out, err := exec.Command(rt, "features").Output(); err != nil || !strings.Contains(string(out), `"ociVersionMax"`) {
+		t.Errorf("%s features: %v, %s", rt, err, out)
+	}
 }
 
 // TestDetachKeys: ctrl-p ctrl-q on a terminal leaves `run -it` and the
