@@ -130,6 +130,18 @@ func TestProtocol(t *testing.T) {
 	if r.status != 200 || r.header.Get("Content-Length") != fmt.Sprint(len(data)) || r.header.Get("Docker-Content-Digest") != d.String() {
 		t.Errorf("HEAD blob: %d %v", r.status, r.header)
 	}
+	// A whole GET (written from a mapping of the file) and a conditional
+	// one (ServeContent): the same bytes and headers, and a 304.
+	r = do(t, "GET", base+"/v2/ns/app/blobs/"+d.String(), nil)
+	if r.status != 200 || r.body != string(data) || r.header.Get("Content-Length") != fmt.Sprint(len(data)) ||
+		r.header.Get("Docker-Content-Digest") != d.String() || r.header.Get("ETag") != `"`+d.String()+`"` ||
+		r.header.Get("Accept-Ranges") != "bytes" || r.header.Get("Last-Modified") == "" {
+		t.Errorf("GET blob: %d %v, %d bytes", r.status, r.header, len(r.body))
+	}
+	r = do(t, "GET", base+"/v2/ns/app/blobs/"+d.String(), nil, "If-None-Match", `"`+d.String()+`"`)
+	if r.status != 304 || r.body != "" {
+		t.Errorf("conditional GET blob: %d, %d bytes", r.status, len(r.body))
+	}
 	// Out-of-order chunk: 416 and the upload's real range.
 	r = do(t, "POST", base+"/v2/ns/app/blobs/uploads/", nil)
 	loc := base + r.header.Get("Location")

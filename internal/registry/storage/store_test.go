@@ -538,3 +538,44 @@ func manifestOf(t *testing.T, s *Store, repo string, layers ...ocispec.Descripto
 	body, _ := json.Marshal(m)
 	return body
 }
+
+// A published blob maps whole, read-only, with its exact bytes; an empty
+// one does not map (the server then uses ServeContent).
+func TestMapBlob(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	data := bytes.Repeat([]byte("mapped "), 100000)
+	desc := putBlob(t, s, "r", data)
+	obj, err := s.OpenBlob(ctx, "r", desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	m, ok := obj.(interface {
+		Map() ([]byte, func() error, error)
+	})
+	if !ok {
+		t.Fatalf("the FS driver's object %T does not map", obj)
+	}
+	b, unmap, err := m.Map()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, data) {
+		t.Errorf("mapped %d bytes, not the blob's %d", len(b), len(data))
+	}
+	if err := unmap(); err != nil {
+		t.Error(err)
+	}
+	empty := putBlob(t, s, "r", nil)
+	eobj, err := s.OpenBlob(ctx, "r", empty.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eobj.Close()
+	if _, _, err := eobj.(interface {
+		Map() ([]byte, func() error, error)
+	}).Map(); err == nil {
+		t.Error("an empty blob mapped")
+	}
+}
