@@ -47,7 +47,7 @@ type Options struct {
 	Runtimes       map[string]*runtime.Runtime
 	DefaultRuntime string
 	// Exe is the binary the shims run: the small berth-shim (see
-	// shim.Install) or, by default, this executable.
+	// embedbin.Install) or, by default, this executable.
 	Exe string
 	// InitPath is a static init for --init (default: Debian's tini-static
 	// if present).
