@@ -40,12 +40,11 @@ test: deps
 fuzz:
 	@GO=$(GO) bash scripts/fuzz.sh
 
+# bench runs every benchmark against the rivals and writes
+# docs/benchmarks.md, docs/benchmarks.png and the README's headline.
 bench: build
 	@bash scripts/deps.sh --bench
-	@bash bench/pull.sh $(BIN)
-	@bash bench/run.sh $(BIN)
-	@bash bench/build.sh $(BIN)
-	@bash bench/registry.sh $(BIN)
+	@bash bench/all.sh $(BIN)
 
 clean:
 	rm -rf bin

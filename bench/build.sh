@@ -35,6 +35,7 @@ start_berth
 tools=(berth)
 start_peers
 
+build_label() { case $1 in docker) echo "docker (classic builder)" ;; *) echo "$1" ;; esac; }
 build_berth() { $B build -q --network none "$@" >/dev/null; }
 build_docker() { DOCKER_BUILDKIT=0 $D build -q --network none "$@" >/dev/null 2>&1; }
 build_podman() { $P build -q --network none $PRUN "$@" >/dev/null 2>&1; }
@@ -63,6 +64,12 @@ for fx in shell-app static-site; do
 			"$(awk -v x="${mh[$tool]}" 'BEGIN{print x/1000}')" \
 			"$(awk -v b="${mc[berth]}" -v x="${mc[$tool]}" 'BEGIN{print x/b}')" \
 			"$(awk -v b="${mh[berth]}" -v x="${mh[$tool]}" 'BEGIN{print x/b}')"
+	done
+	for tool in "${tools[@]}"; do
+		# shellcheck disable=SC2046
+		record "build $fx, cold (--no-cache)" "$(build_label "$tool")" ms lower $(printf '%s\n' ${cold[$tool]} | awk '{printf "%.2f ", $1/1000}')
+		# shellcheck disable=SC2046
+		record "build $fx, fully cached" "$(build_label "$tool")" ms lower $(printf '%s\n' ${cached[$tool]} | awk '{printf "%.2f ", $1/1000}')
 	done
 	unset cold cached mc mh
 done

@@ -2,6 +2,8 @@
 # the daemons' commands, their start and their complete removal.
 # shellcheck shell=bash
 berthpid= dockerpid=
+# shellcheck source=bench/record.sh
+. "$(dirname "${BASH_SOURCE[0]}")/record.sh"
 B="$berth -H unix://$work/berth.sock"
 D="docker -H unix://$work/docker.sock"
 P="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay --cgroup-manager=cgroupfs --runtime runc"
@@ -54,4 +56,25 @@ start_peers() {
 	else
 		echo "bench: podman not installed (scripts/deps.sh --bench); skipped" >&2
 	fi
+}
+
+# mem PID...: the average RSS and PSS of the processes, in MB ("n/a n/a"
+# for none).
+mem() {
+	local r=0 p=0 k=0
+	for pid in "$@"; do
+		read -r rss pss < <(awk '/^Rss:/{r=$2} /^Pss:/{p=$2} END{print r, p}' "/proc/$pid/smaps_rollup")
+		r=$((r + rss)); p=$((p + pss)); k=$((k + 1))
+	done
+	((k > 0)) && awk -v r="$r" -v p="$p" -v k="$k" 'BEGIN{printf "%.1f %.2f\n", r/k/1024, p/k/1024}' || echo "n/a n/a"
+}
+
+# supervisors TOOL: the pids of the per-container supervisors of a tool's
+# containers (berth's shim, docker's containerd-shim, podman's conmon).
+supervisors() {
+	case $1 in
+	berth) pgrep -f "shim --id .* --state-dir $work/berth-run" ;;
+	docker) pgrep -f "containerd-shim.*$work/docker-exec|containerd-shim-runc-v2" ;;
+	podman) pgrep -f "conmon .*$work/podman" ;;
+	esac
 }

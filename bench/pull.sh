@@ -128,6 +128,12 @@ for i in $(seq "$runs"); do
 		echo "  $tool run $i: $(awk -v a="$t0" -v z="$t1" 'BEGIN{printf "%.2f", z-a}') s, $s MB/s" >&2
 	done
 done
+# shellcheck source=bench/record.sh
+. "$here/record.sh"
+for tool in "${tools[@]}"; do
+	# shellcheck disable=SC2086
+	record "pull a $mb MB image in ${#dirs[@]} layers from a local registry, cold" "$tool" MB/s higher ${speeds[$tool]}
+done
 for tool in "${tools[@]}"; do
 	results[$tool]=$(printf '%s\n' ${speeds[$tool]} | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
 done

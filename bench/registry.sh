@@ -11,6 +11,8 @@ berth=$(realpath "${1:-bin/berth}")
 runs=${RUNS:-3}
 work=$(mktemp -d /var/tmp/berth-bench-registry.XXXXXX)
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/record.sh
+. "$here/record.sh"
 pids=()
 cleanup() {
 	set +e
@@ -56,6 +58,10 @@ bench() { # name field better(higher|lower) regload-args...
 		b+=("$(run "http://127.0.0.1:$bport" "$@" | field "$f")")
 		d+=("$(run "http://127.0.0.1:$dport" "$@" | field "$f")")
 	done
+	local unit=${name##*(}
+	unit=${unit%)}
+	record "registry: ${name% (*}" berth "$unit" "$better" "${b[@]}"
+	record "registry: ${name% (*}" "distribution 2.8" "$unit" "$better" "${d[@]}"
 	local bm dm
 	bm=$(printf '%s\n' "${b[@]}" | median | xargs printf '%.1f')
 	dm=$(printf '%s\n' "${d[@]}" | median | xargs printf '%.1f')

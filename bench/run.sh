@@ -81,6 +81,18 @@ declare -A med
 for tool in "${tools[@]}"; do
 	med[$tool]=$(printf '%s\n' ${times[$tool]} | median)
 done
+declare -A label=([berth]=berth [berth-runc]="berth --runtime runc" [runc]="bare runc (runc spec)"
+	[runc-berth-spec]="bare runc (berth's spec)" [docker]=docker [podman]=podman)
+for tool in "${tools[@]}"; do
+	ms=$(printf '%s\n' ${times[$tool]} | awk '{printf "%.2f ", $1/1000}')
+	if [[ $tool == berth-bridge ]]; then
+		# shellcheck disable=SC2086
+		record "run --rm busybox true, default bridge" berth ms lower $ms
+	else
+		# shellcheck disable=SC2086
+		record "run --rm --network none busybox true" "${label[$tool]}" ms lower $ms
+	fi
+done
 for tool in "${tools[@]}"; do
 	p90=$(printf '%s\n' ${times[$tool]} | sort -n | awk '{a[NR]=$1} END{print a[int(NR*0.9+0.5)]}')
 	printf '%-16s %10.1f %10.1f %11.2fx\n' "$tool" "$(awk -v x="${med[$tool]}" 'BEGIN{print x/1000}')" \
@@ -91,34 +103,31 @@ echo
 printf 'bridge networking adds %.1f ms to berth run --rm (median, berth-bridge - berth)\n' \
 	"$(awk -v a="${med[berth-bridge]}" -v b="${med[berth]}" 'BEGIN{print (a-b)/1000}')"
 
-# Memory per idle container.
-mem() { # pids... -> "rss_kb pss_kb" averaged
-	local r=0 p=0 k=0
-	for pid in "$@"; do
-		read -r rss pss < <(awk '/^Rss:/{r=$2} /^Pss:/{p=$2} END{print r, p}' "/proc/$pid/smaps_rollup")
-		r=$((r + rss)); p=$((p + pss)); k=$((k + 1))
-	done
-	((k > 0)) && awk -v r="$r" -v p="$p" -v k="$k" 'BEGIN{printf "%.1f %.2f\n", r/k/1024, p/k/1024}' || echo "n/a n/a"
-}
 echo
 echo "## memory per idle container (10 containers; MB)"
 printf '%-10s %-16s %8s %8s %12s\n' engine supervisor RSS PSS "daemon RSS"
 for i in $(seq 10); do $B run -d --network none busybox sleep 600 >/dev/null; done
 sleep 1
-read -r r p < <(mem $(pgrep -f "shim --id .* --state-dir $work/berth-run"))
+read -r r p < <(mem $(supervisors berth))
 printf '%-10s %-16s %8s %8s %12s\n' berth "berth shim" "$r" "$p" "$(awk '/VmRSS/{printf "%.1f", $2/1024}' /proc/$berthpid/status)"
+record "supervisor memory per idle container, RSS" berth MB lower "$r"
+record "supervisor memory per idle container, PSS" berth MB lower "$p"
 if [[ -n $dockerpid ]]; then
 	for i in $(seq 10); do $D run -d --network none busybox sleep 600 >/dev/null; done
 	sleep 1
-	read -r r p < <(mem $(pgrep -f "containerd-shim.*$work/docker-exec|containerd-shim-runc-v2" | head -10))
+	read -r r p < <(mem $(supervisors docker | head -10))
 	cpid=$(pgrep -f "containerd --config $work/docker-exec" | head -1 || true)
 	printf '%-10s %-16s %8s %8s %12s\n' docker containerd-shim "$r" "$p" "$(awk '/VmRSS/{printf "%.1f", $2/1024}' /proc/$dockerpid/status)"
+	record "supervisor memory per idle container, RSS" "docker (containerd-shim)" MB lower "$r"
+	record "supervisor memory per idle container, PSS" "docker (containerd-shim)" MB lower "$p"
 fi
 if command -v podman >/dev/null; then
 	for i in $(seq 10); do $P run -d --network none $PRUN busybox sleep 600 >/dev/null 2>&1; done
 	sleep 1
-	read -r r p < <(mem $(pgrep -f "conmon .*$work/podman" | head -10))
+	read -r r p < <(mem $(supervisors podman | head -10))
 	printf '%-10s %-16s %8s %8s %12s\n' podman conmon "$r" "$p" "(no daemon)"
+	record "supervisor memory per idle container, RSS" "podman (conmon)" MB lower "$r"
+	record "supervisor memory per idle container, PSS" "podman (conmon)" MB lower "$p"
 fi
 
 # TCP throughput from the host into a container: through a published port
