@@ -28,7 +28,7 @@ meta = {
     "machine": f"{cpu}, {os.cpu_count()} CPUs, {mem / 1048576:.0f} GiB",
     "kernel": platform.release(),
     "versions": "; ".join([
-        "berth $(version "$berth" --version)",
+        "$(version "$berth" --version)",
         "$(version dockerd --version)",
         "$(version podman --version)",
         "$(version runc --version)",
@@ -45,5 +45,8 @@ bash "$here/pull.sh" "$berth" "${RUNS_PULL:-3}"
 bash "$here/build.sh" "$berth" "${RUNS_BUILD:-5}"
 bash "$here/registry.sh" "$berth"
 
+# The raw samples are published beside the page.
+install -m 0644 "$results" "$out/docs/benchmarks.jsonl"
 (cd "$root" && go run ./bench/report -in "$results" -md "$out/docs/benchmarks.md" -png "$out/docs/benchmarks.png" -readme "$out/README.md")
-echo "bench: wrote docs/benchmarks.md, docs/benchmarks.png and the README's headline (results: $results)" >&2
+rm -f "$results"
+echo "bench: wrote docs/benchmarks.md, docs/benchmarks.png, docs/benchmarks.jsonl and the README's headline" >&2

@@ -83,6 +83,8 @@ for tool in "${tools[@]}"; do
 	record "memory per container with $count running: supervisor RSS" "$(label "$tool")" MB lower ${rss[$tool]}
 	# shellcheck disable=SC2086
 	record "memory per container with $count running: supervisor PSS" "$(label "$tool")" MB lower ${pss[$tool]}
-	# shellcheck disable=SC2086
-	[[ -n ${dmn[$tool]:-} ]] && record "memory per container with $count running: daemon growth" "$tool" MB lower ${dmn[$tool]}
+	if [[ -n ${dmn[$tool]:-} ]]; then
+		# shellcheck disable=SC2086
+		record "memory per container with $count running: daemon growth" "$tool" MB lower ${dmn[$tool]}
+	fi
 done

@@ -15,6 +15,7 @@ cleanup() {
 	[[ -n $berthpid ]] && { $B ps -aq | xargs -r $B rm -f >/dev/null; kill "$berthpid"; wait "$berthpid"; } 2>/dev/null
 	"$berth" daemon --root "$work/berth" --exec-root "$work/berth-run" --teardown-networks
 	[[ -n $dockerpid ]] && { $D ps -aq | xargs -r $D rm -f >/dev/null; kill "$dockerpid"; wait "$dockerpid"; } 2>/dev/null
+	[[ -n ${DOCKER_BRIDGE:-} ]] && ip link del "$DOCKER_BRIDGE" 2>/dev/null
 	command -v podman >/dev/null && { $P rm -af -t 0 >/dev/null 2>&1; $P system reset -f >/dev/null 2>&1; }
 	[[ -d $work/runc ]] && runc --root "$work/runc" list -q 2>/dev/null | xargs -r -n1 runc --root "$work/runc" delete -f
 	grep " $work/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
@@ -40,8 +41,19 @@ start_berth() {
 start_peers() {
 	if command -v dockerd >/dev/null; then
 		mkdir -p "$work/docker" "$work/docker-exec"
+		# With DOCKER_BRIDGE set, dockerd's containers get a bridge of the
+		# harness's own (removed by cleanup) instead of none; never
+		# iptables rules or an ip_forward change, which dockerd leaves
+		# behind when it stops.
+		local bridge=(--bridge none)
+		if [[ -n ${DOCKER_BRIDGE:-} ]]; then
+			ip link add "$DOCKER_BRIDGE" type bridge
+			ip addr add 172.31.254.1/24 dev "$DOCKER_BRIDGE"
+			ip link set "$DOCKER_BRIDGE" up
+			bridge=(--bridge "$DOCKER_BRIDGE")
+		fi
 		dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
-			--pidfile "$work/docker.pid" --bridge none --iptables=false --ip-masq=false --storage-driver overlay2 \
+			--pidfile "$work/docker.pid" "${bridge[@]}" --iptables=false --ip-masq=false --ip-forward=false --storage-driver overlay2 \
 			>"$work/dockerd.log" 2>&1 &
 		dockerpid=$!
 		for _ in $(seq 300); do $D version >/dev/null 2>&1 && break; sleep 0.1; done

@@ -50,13 +50,19 @@ sed -e "s#\"path\": \"[^\"]*/rootfs\"#\"path\": \"$work/bundle/rootfs\"#" \
 	"$work/berth-run/c/$short/config.json" >"$work/bundle-berth/config.json"
 
 tools=(berth berth-bridge berth-runc runc runc-berth-spec)
+# docker also runs on a bridge (one of the harness's, see lib.sh); podman
+# only with none: its bridge (CNI or netavark) installs firewall rules
+# that outlive it, which this harness must not leave on the machine.
+DOCKER_BRIDGE=bbench$((RANDOM % 100000))
 start_peers
+[[ " ${tools[*]} " == *" docker "* ]] && tools+=(docker-bridge)
 
 n=0
 run_berth() { $B run --rm --network none busybox true; }
 run_berth-bridge() { $B run --rm busybox true; }
 run_berth-runc() { $B run --rm --runtime runc --network none busybox true; }
 run_docker() { $D run --rm --network none busybox true; }
+run_docker-bridge() { $D run --rm busybox true; }
 run_podman() { $P run --rm --network none $PRUN busybox true >/dev/null; }
 run_runc() { n=$((n + 1)); runc --root "$work/runc" run -b "$work/bundle" "bench-$n"; }
 run_runc-berth-spec() { n=$((n + 1)); runc --root "$work/runc" run -b "$work/bundle-berth" "bench-$n" </dev/null; }
@@ -85,9 +91,9 @@ declare -A label=([berth]=berth [berth-runc]="berth --runtime runc" [runc]="bare
 	[runc-berth-spec]="bare runc (berth's spec)" [docker]=docker [podman]=podman)
 for tool in "${tools[@]}"; do
 	ms=$(printf '%s\n' ${times[$tool]} | awk '{printf "%.2f ", $1/1000}')
-	if [[ $tool == berth-bridge ]]; then
+	if [[ $tool == berth-bridge || $tool == docker-bridge ]]; then
 		# shellcheck disable=SC2086
-		record "run --rm busybox true, default bridge" berth ms lower $ms
+		record "run --rm busybox true, default bridge" "${tool%-bridge}" ms lower $ms
 	else
 		# shellcheck disable=SC2086
 		record "run --rm --network none busybox true" "${label[$tool]}" ms lower $ms

@@ -224,18 +224,18 @@ each workload runs.
 // headline is one line per workload compared with rivals, for the README.
 func headline(ws []*workload, mdPath string) string {
 	var b strings.Builder
+	b.WriteString("Each ratio is how many times better berth is than that tool (below 1x: the tool is ahead).\n\n")
 	for _, w := range ws {
 		var parts []string
 		for _, t := range w.tools {
 			if x, ok := w.ratio(t); ok {
-				parts = append(parts, fmt.Sprintf("%.2fx %s", x, t))
+				parts = append(parts, fmt.Sprintf("%s %.2fx", t, x))
 			}
 		}
 		if len(parts) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "- %s: berth %s %s; ", w.name, num(median(w.samples["berth"])), w.unit)
-		b.WriteString("better than " + strings.Join(parts, ", ") + "\n")
+		fmt.Fprintf(&b, "- %s: berth %s %s; %s\n", w.name, num(median(w.samples["berth"])), w.unit, strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(&b, "\nThe full table, method and machine: [%s](%s).\n", mdPath, mdPath)
 	return b.String()

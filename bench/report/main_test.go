@@ -41,7 +41,7 @@ func TestReport(t *testing.T) {
 		}
 	}
 	r, _ := os.ReadFile(readme)
-	if strings.Contains(string(r), "old text") || !strings.Contains(string(r), "3.30x docker") || !strings.HasSuffix(string(r), endMark+"\nrest\n") {
+	if strings.Contains(string(r), "old text") || !strings.Contains(string(r), "- run --rm busybox true: berth 100 ms; docker 3.30x\n") || !strings.HasSuffix(string(r), endMark+"\nrest\n") {
 		t.Errorf("README section:\n%s", r)
 	}
 	if !strings.Contains(string(r), "[b.md](b.md)") {

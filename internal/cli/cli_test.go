@@ -88,6 +88,13 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "berth version ") {
 		t.Fatalf("version = %q, exit %d", out, code)
 	}
+	// --version and -v answer without a daemon, in one line.
+	for _, flag := range []string{"--version", "-v"} {
+		out, _, code := run(t, flag)
+		if code != 0 || out != "berth version "+Version+"\n" {
+			t.Errorf("%s = %q, exit %d", flag, out, code)
+		}
+	}
 }
 
 func TestRegistryHost(t *testing.T) {

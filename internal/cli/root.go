@@ -142,6 +142,11 @@ Its commands and flags follow Docker's, so habits carry over.`,
 		},
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	// --version and -v print one line, as docker's do; `berth version`
+	// asks the daemon too.
+	root.Version = Version
+	root.SetVersionTemplate("berth version {{.Version}}\n")
+	root.Flags().BoolP("version", "v", false, "Print version information and quit")
 	f := root.PersistentFlags()
 	f.StringVar(&g.root, "root", envOr("BERTH_ROOT", "/var/lib/berth"), "Root directory of persistent berth state (env BERTH_ROOT)")
 	f.StringVar(&g.configPath, "config", envOr("BERTH_CONFIG", config.DefaultPath), "Path of berth's config file (env BERTH_CONFIG)")
