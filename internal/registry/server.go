@@ -540,17 +540,21 @@ func (s *Server) startUpload(w *recorder, r *http.Request, rt route) error {
 		if err != nil {
 			return newError(http.StatusBadRequest, codeDigestInvalid, "mount: %v", err)
 		}
+		// mount answers 201 when from holds the blob; done is whether
+		// the request is answered (or failed).
+		mount := func(from string) (done bool, err error) {
+			ok, err := s.Store.Mount(ctx, rt.name, from, d)
+			if ok && err == nil {
+				blobCreated(w, rt.name, d)
+			}
+			return ok || err != nil, err
+		}
 		if from := q.Get("from"); from != "" {
 			if err := storage.ValidName(from); err != nil {
 				return newError(http.StatusBadRequest, codeNameInvalid, "from: %v", err)
 			}
-			ok, err := s.Store.Mount(ctx, rt.name, from, d)
-			if err != nil {
+			if done, err := mount(from); done {
 				return err
-			}
-			if ok {
-				blobCreated(w, rt.name, d)
-				return nil
 			}
 		} else {
 			// Without "from", the spec lets a registry mount the blob
@@ -560,13 +564,8 @@ func (s *Server) startUpload(w *recorder, r *http.Request, rt route) error {
 				if s.Permits != nil && !s.Permits(w.user, []Access{{Type: "repository", Name: from, Actions: []string{"pull"}}}) {
 					continue
 				}
-				ok, err := s.Store.Mount(ctx, rt.name, from, d)
-				if err != nil {
+				if done, err := mount(from); done {
 					return err
-				}
-				if ok {
-					blobCreated(w, rt.name, d)
-					return nil
 				}
 			}
 		}
